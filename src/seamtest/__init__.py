@@ -1,0 +1,38 @@
+"""seamtest: integration tests against real infrastructure.
+
+Every test that asks for ``db``, ``adb`` or ``db_url`` gets its own fresh, migrated, real
+PostgreSQL database, cloned from a template built once per content hash. The pytest
+plugin (``seamtest.plugin``) is registered through the ``pytest11`` entry point; this
+module is the public Python API.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import (
+    BinariesNotFoundError,
+    ConfigError,
+    DatabaseError,
+    FixtureError,
+    FixtureNotFoundError,
+    MigrationError,
+    RemoteServerRefused,
+    SeamtestError,
+    ServerError,
+    TransactionIsolationError,
+)
+
+__all__ = [
+    "BinariesNotFoundError",
+    "ConfigError",
+    "DatabaseError",
+    "FixtureError",
+    "FixtureNotFoundError",
+    "MigrationError",
+    "RemoteServerRefused",
+    "SeamtestError",
+    "ServerError",
+    "TransactionIsolationError",
+    "__version__",
+]

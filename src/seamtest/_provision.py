@@ -1,0 +1,336 @@
+"""Databases seamtest creates: templates keyed by content, clones, bookkeeping, drops.
+
+Every database seamtest creates carries its prefix *and* a ``COMMENT ON DATABASE`` that
+starts with ``seamtest:`` followed by JSON (what it is, which test, which run). Nothing
+without both is ever dropped. Templates are built under a PostgreSQL advisory lock into
+a scratch database and published by renaming it, so a half-built template never has the
+published name and concurrent workers and runs build each template once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from . import __version__
+from ._migrations import MigrationSource
+from ._names import database_name, digest
+from ._server import Endpoint
+from .errors import DatabaseError
+
+COMMENT_TAG = "seamtest:"
+#: The first key of seamtest's two-int advisory locks, so they never collide with an
+#: application's single-bigint locks or its own two-int ones ( 0x5EA7 = "SEAT").
+LOCK_CLASS = 0x5EA7
+
+
+@dataclass(frozen=True)
+class Template:
+    """A published template database and how this run came to have it."""
+
+    name: str
+    key: str
+    built: bool  # built by this process (False: found ready)
+    seconds: float
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TestDatabase:
+    """A database handed to one test."""
+
+    name: str
+    endpoint: Endpoint
+    template: str | None = None
+
+    @property
+    def url(self) -> str:
+        """URL over TCP, with the password: what applications and ``psql`` use."""
+        return self.endpoint.url(self.name)
+
+    @property
+    def conninfo(self) -> str:
+        """The fastest way in for seamtest's own connections (unix socket when local)."""
+        return self.endpoint.conninfo(self.name)
+
+
+def _lock_id(key: str) -> int:
+    """A signed 32-bit lock id from a hex key."""
+    return int(key[:8], 16) - (1 << 31)
+
+
+def _comment(info: dict[str, Any]) -> str:
+    return COMMENT_TAG + json.dumps(info, sort_keys=True)
+
+
+def read_comment(text: str | None) -> dict[str, Any] | None:
+    """seamtest's bookkeeping from a database comment, or None if it is not ours."""
+    if not text or not text.startswith(COMMENT_TAG):
+        return None
+    try:
+        value = json.loads(text[len(COMMENT_TAG) :])
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def template_key(sources: Sequence[MigrationSource], server_version: str, user_key: str) -> str:
+    """The content hash naming a template: every input that decides what it holds."""
+    parts = [
+        f"seamtest {__version__}",
+        f"server {server_version}",
+        f"key {user_key}",
+        *(f"{s.describe()} {s.fingerprint()}" for s in sources),
+    ]
+    return digest("\n".join(parts), 16)
+
+
+class Provisioner:
+    """Creates, tracks and drops the databases of one process (one xdist worker)."""
+
+    def __init__(self, endpoint: Endpoint, *, prefix: str, run_id: str) -> None:
+        self.endpoint = endpoint
+        self.prefix = prefix
+        self.run_id = run_id
+        self._admin = endpoint.connect()
+        self._lock = threading.Lock()
+        self._dropper = _Dropper(endpoint, self)
+        # PostgreSQL 15 added STRATEGY; FILE_COPY clones in about half WAL_LOG's time
+        # when the server runs with fsync off (shared/MEASUREMENTS.md).
+        self._strategy = (
+            sql.SQL(" STRATEGY FILE_COPY") if self._admin.info.server_version >= 150000 else sql.SQL("")
+        )
+
+    # -- bookkeeping -------------------------------------------------------------------
+    def execute(self, query: sql.Composable, params: Sequence[Any] | None = None) -> list[Any]:
+        with self._lock:
+            cur = self._admin.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+    def comment_of(self, name: str) -> dict[str, Any] | None:
+        rows = self.execute(
+            sql.SQL(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s"
+            ),
+            [name],
+        )
+        return read_comment(rows[0][0]) if rows else None
+
+    def exists(self, name: str) -> bool:
+        return bool(self.execute(sql.SQL("SELECT 1 FROM pg_database WHERE datname = %s"), [name]))
+
+    def set_comment(self, name: str, info: dict[str, Any]) -> None:
+        self.execute(
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                sql.Identifier(name), sql.Literal(_comment(info))
+            )
+        )
+
+    def _info(self, kind: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "kind": kind,
+            "run": self.run_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "created": time.time(),
+            "version": __version__,
+            **extra,
+        }
+
+    def wait_unused(self, name: str, timeout: float = 5.0) -> int:
+        """Wait until no backend is connected to ``name``; return how many still are."""
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while True:
+            rows = self.execute(
+                sql.SQL("SELECT count(*) FROM pg_stat_activity WHERE datname = %s"), [name]
+            )
+            count = int(rows[0][0])
+            if count == 0 or time.monotonic() > deadline:
+                return count
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    # -- templates ---------------------------------------------------------------------
+    def ensure_template(
+        self, sources: Sequence[MigrationSource], user_key: str = ""
+    ) -> Template:
+        """The published template for ``sources``, built now if no one has built it."""
+        started = time.perf_counter()
+        key = template_key(sources, self.endpoint.version, user_key)
+        name = f"{self.prefix}tpl_{key}"
+        described = tuple(s.describe() for s in sources)
+        if self.comment_of(name) is not None:
+            return Template(name, key, False, time.perf_counter() - started, described)
+        lock = [LOCK_CLASS, _lock_id(key)]
+        self.execute(sql.SQL("SELECT pg_advisory_lock(%s, %s)"), lock)
+        try:
+            if self.comment_of(name) is not None:  # a concurrent worker or run built it
+                return Template(name, key, False, time.perf_counter() - started, described)
+            self._drop_abandoned_builds(key)
+            self._build(name, key, sources)
+        finally:
+            self.execute(sql.SQL("SELECT pg_advisory_unlock(%s, %s)"), lock)
+        return Template(name, key, True, time.perf_counter() - started, described)
+
+    def _drop_abandoned_builds(self, key: str) -> None:
+        # We hold this key's lock, so any build database for it was left by a crash.
+        pattern = f"{self.prefix}build_{key}_%"
+        for (name,) in self.execute(
+            sql.SQL("SELECT datname FROM pg_database WHERE datname LIKE %s"), [pattern]
+        ):
+            self.drop_now(name)
+
+    def _build(self, name: str, key: str, sources: Sequence[MigrationSource]) -> None:
+        scratch = f"{self.prefix}build_{key}_{os.getpid()}"
+        self.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(scratch))
+        )
+        self.set_comment(scratch, self._info("build", template=name))
+        try:
+            with psycopg.connect(self.endpoint.conninfo(scratch)) as conn:
+                for source in sources:
+                    source.apply(conn)
+            self.wait_unused(scratch)
+            self.execute(
+                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(scratch), sql.Identifier(name)
+                )
+            )
+        except BaseException:
+            self.drop_now(scratch)
+            raise
+        self.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE true").format(sql.Identifier(name)))
+        self.set_comment(name, self._info("template", sources=[s.describe() for s in sources]))
+
+    # -- clones ------------------------------------------------------------------------
+    def create(self, name: str, template: str | None, **info: Any) -> TestDatabase:
+        """Create ``name`` from ``template``; replace a leftover of seamtest's own."""
+        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template)) + self._strategy
+        try:
+            self.execute(query)
+        except psycopg.errors.DuplicateDatabase:
+            leftover = self.comment_of(name)
+            if leftover is None:
+                raise DatabaseError(
+                    f"database {name!r} exists and was not created by seamtest; seamtest will "
+                    "not touch it. Drop or rename it, or set seamtest_db_prefix to another "
+                    "prefix."
+                ) from None
+            if leftover.get("run") == self.run_id:
+                raise
+            self.drop_now(name)  # a kept or abandoned database of an earlier run
+            self.execute(query)
+        except psycopg.errors.ObjectInUse as exc:
+            raise DatabaseError(
+                f"cannot clone template {template!r}: {exc.diag.message_primary}. Something "
+                "is connected to the template; seamtest never connects to templates after "
+                "publishing them."
+            ) from exc
+        self.set_comment(name, self._info("test", template=template, **info))
+        return TestDatabase(name, self.endpoint, template)
+
+    def keep(self, name: str, **info: Any) -> None:
+        """Mark a database as kept for inspection (a failed test's)."""
+        current = self.comment_of(name) or {}
+        self.set_comment(name, {**current, "kept": time.time(), **info})
+
+    def drop_now(self, name: str) -> None:
+        """Drop one of seamtest's databases, terminating its connections."""
+        if not name.startswith(self.prefix) or self.comment_of(name) is None:
+            if not self.exists(name):
+                return
+            raise DatabaseError(
+                f"refusing to drop {name!r}: it lacks seamtest's prefix or bookkeeping comment"
+            )
+        self.wait_unused(name, timeout=2.0)
+        self.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+    def drop_later(self, name: str, nodeid: str = "") -> None:
+        """Drop off the test's critical path (a background thread)."""
+        self._dropper.put(name, nodeid)
+
+    def session_database_name(self, worker: str, template: str) -> str:
+        return database_name(self.prefix, "s", worker, unique=f"{self.run_id}:{worker}:{template}")
+
+    def notes(self) -> list[str]:
+        """Problems met off the critical path: failed drops, leaked connections."""
+        return self._dropper.errors + self._dropper.leaks
+
+    def close(self) -> None:
+        self._dropper.close()
+        with self._lock:
+            self._admin.close()
+
+
+class _Dropper:
+    """Drops databases in a background thread, so no test waits for a DROP.
+
+    A backend needs a moment to exit after its client closes; DROP DATABASE sleeps
+    100 ms when it finds one still there (shared/MEASUREMENTS.md), so this thread waits
+    for the database to be unused first and uses WITH (FORCE) only as a last resort.
+    """
+
+    def __init__(self, endpoint: Endpoint, owner: Provisioner) -> None:
+        self._queue: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        self._owner = owner
+        self._endpoint = endpoint
+        self._thread: threading.Thread | None = None
+        self.errors: list[str] = []
+        #: Tests that left connections open (reported in the terminal summary).
+        self.leaks: list[str] = []
+
+    def put(self, name: str, nodeid: str) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="seamtest-dropper", daemon=True)
+            self._thread.start()
+        self._queue.put((name, nodeid))
+
+    def _run(self) -> None:
+        with self._endpoint.connect() as conn:
+            while (item := self._queue.get()) is not None:
+                name, nodeid = item
+                try:
+                    self._drop(conn, name, nodeid)
+                except Exception as exc:
+                    self.errors.append(f"could not drop {name} ({nodeid}): {exc}")
+
+    def _drop(self, conn: psycopg.Connection[Any], name: str, nodeid: str) -> None:
+        deadline = time.monotonic() + 2.0
+        delay = 0.001
+        while True:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [name]
+            ).fetchone()
+            if not row or row[0] == 0:
+                break
+            if time.monotonic() > deadline:
+                self.leaks.append(
+                    f"{nodeid or name} left {row[0]} connection(s) open to its database "
+                    f"{name}; seamtest terminated them to drop it. Close connections in the "
+                    "test or its fixtures."
+                )
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=60)
+

@@ -1,0 +1,280 @@
+"""One pytest process's view of seamtest: server, template, strategies and statistics.
+
+Everything is lazy: a run whose tests never ask for a database starts no server. The
+first request starts (or finds) the run's server, builds (or finds) the template, and
+picks the isolation strategy; later requests reuse them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from psycopg import sql
+
+from . import _watchdog
+from ._binaries import find_binaries
+from ._cluster import cache_dir
+from ._config import Settings, env_templates, server_settings
+from ._embedded import EmbeddedServer, stop_recorded
+from ._isolation import DatabasePerTest, DatabaseRequest, Isolation, Outcome
+from ._migrations import FixtureFiles, parse_sources
+from ._privilege import choose_run_as
+from ._provision import Provisioner, Template, TestDatabase, read_comment
+from ._run import Run, ServerRecord
+from ._server import ExternalServer, parse_url
+from .errors import ConfigError, SeamtestError
+
+
+@dataclass
+class Stats:
+    """What seamtest did in one process; workers send theirs to the controller."""
+
+    server: dict[str, Any] = field(default_factory=dict)
+    templates: list[dict[str, Any]] = field(default_factory=list)
+    setup_seconds: list[float] = field(default_factory=list)
+    teardown_seconds: list[float] = field(default_factory=list)
+    kept: list[tuple[str, str]] = field(default_factory=list)  # (test id, url)
+    notes: list[str] = field(default_factory=list)
+
+    def merge(self, other: dict[str, Any]) -> None:
+        if other.get("server") and not self.server.get("started_here"):
+            self.server = other["server"]
+        self.templates += [t for t in other.get("templates", []) if t not in self.templates]
+        self.setup_seconds += other.get("setup_seconds", [])
+        self.teardown_seconds += other.get("teardown_seconds", [])
+        self.kept += [tuple(k) for k in other.get("kept", [])]  # type: ignore[misc]
+        self.notes += other.get("notes", [])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def percentiles(values: list[float]) -> str:
+        if not values:
+            return "-"
+        ms = sorted(v * 1000 for v in values)
+        p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
+        return f"p50 {statistics.median(ms):.1f} ms, p95 {p95:.1f} ms"
+
+
+class Session:
+    """seamtest inside one pytest process (the only one, or one xdist worker)."""
+
+    def __init__(self, settings: Settings, run: Run, worker: str) -> None:
+        self.settings = settings
+        self.run = run
+        self.worker = worker
+        self.stats = Stats()
+        self._record: ServerRecord | None = None
+        self._provisioner: Provisioner | None = None
+        self._template: Template | None = None
+        self._strategies: dict[str, Isolation] = {}
+        self._session_db: TestDatabase | None = None
+        self.fixture_files = FixtureFiles(settings.rootdir / settings["seamtest_fixtures"])
+
+    # -- server --------------------------------------------------------------------------
+    def _start_server(self) -> ServerRecord:
+        url = self.settings["seamtest_url"]
+        if url:
+            endpoint = parse_url(
+                url,
+                allow_remote=self.settings["seamtest_allow_remote"],
+                origin=self.settings.origin("seamtest_url"),
+            )
+            return ServerRecord(ExternalServer(endpoint).start())
+        binaries = find_binaries(
+            self.settings["seamtest_bin_dir"], self.settings.origin("seamtest_bin_dir")
+        )
+        server = EmbeddedServer(
+            binaries,
+            run_as=choose_run_as(self.settings["seamtest_server_user"]),
+            owner_pid=self.run.owner_pid,
+            settings=server_settings(self.settings),
+            watch_dirs=(self.run.path,),
+        )
+        endpoint = server.start()
+        assert server.process is not None
+        timings = dict(server.timings)
+        self.stats.server = {
+            "started_here": True,
+            "description": server.binaries.describe(),
+            "run_as": server.run_as.name if server.run_as else None,
+            "timings": timings,
+            "cluster_built": server.cluster_built,
+        }
+        return ServerRecord(endpoint, server.process.pid, str(server.runtime_dir), timings)
+
+    @property
+    def record(self) -> ServerRecord:
+        if self._record is None:
+            started = time.perf_counter()
+            self._record = self.run.server(self._start_server)
+            if not self.stats.server:
+                self.stats.server = {"started_here": False}
+            self.stats.server["wait"] = time.perf_counter() - started
+        return self._record
+
+    @property
+    def provisioner(self) -> Provisioner:
+        if self._provisioner is None:
+            self._provisioner = Provisioner(
+                self.record.endpoint, prefix=self.settings["seamtest_db_prefix"], run_id=self.run.run_id
+            )
+            if self.run.is_owner:
+                self._collect_expired(self._provisioner)
+        return self._provisioner
+
+    def _collect_expired(self, provisioner: Provisioner) -> None:
+        """Drop kept databases older than seamtest_kept_ttl (earlier runs' failures)."""
+        cutoff = time.time() - self.settings.kept_ttl_seconds
+        rows = provisioner.execute(
+            sql.SQL(
+                "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
+                "WHERE datname LIKE %s"
+            ),
+            [provisioner.prefix.replace("_", r"\_") + "%"],
+        )
+        for name, comment in rows:
+            info = read_comment(comment)
+            if info and info.get("kind") == "test" and info.get("kept", cutoff) < cutoff:
+                provisioner.drop_now(name)
+
+    # -- templates and databases -------------------------------------------------------
+    def template(self) -> Template:
+        if self._template is None:
+            sources = parse_sources(
+                self.settings["seamtest_migrations"],
+                self.settings.rootdir,
+                self.settings.origin("seamtest_migrations"),
+            )
+            self._template = self.provisioner.ensure_template(
+                sources, self.settings["seamtest_template_key"]
+            )
+            self.stats.templates.append(
+                {
+                    "name": self._template.name,
+                    "built": self._template.built,
+                    "seconds": self._template.seconds,
+                    "sources": list(self._template.sources),
+                    "worker": self.worker,
+                }
+            )
+        return self._template
+
+    def strategy(self, name: str) -> Isolation:
+        if name not in self._strategies:
+            if name != "database":
+                raise ConfigError(f"isolation {name!r} is not available")
+            self._strategies[name] = DatabasePerTest(
+                self.provisioner, self.template, keep_failed=self.settings["seamtest_keep_failed"]
+            )
+        return self._strategies[name]
+
+    def acquire(self, request: DatabaseRequest) -> TestDatabase:
+        strategy = self.strategy(request.isolation)
+        self.template()  # server start and template build are reported on their own
+        started = time.perf_counter()
+        database = strategy.acquire(request)
+        self.stats.setup_seconds.append(time.perf_counter() - started)
+        return database
+
+    def release(self, database: TestDatabase, request: DatabaseRequest, *, failed: bool) -> Outcome:
+        outcome = self.strategy(request.isolation).release(database, request, failed=failed)
+        self.stats.teardown_seconds.append(outcome.seconds)
+        if outcome.kept_url:
+            self.stats.kept.append((request.nodeid, outcome.kept_url))
+        return outcome
+
+    # -- the session database, for suites that read settings at import time -----------
+    def session_database(self) -> TestDatabase:
+        """A migrated database for this process, for ``seamtest_env`` (one per worker)."""
+        if self._session_db is None:
+            template = self.template()
+            name = self.provisioner.session_database_name(self.worker, template.name)
+            self._session_db = self.provisioner.create(name, template.name, session=self.worker)
+        return self._session_db
+
+    def export_environment(self) -> dict[str, str]:
+        """Set ``seamtest_env``'s variables and the standard ``PG*`` ones in os.environ."""
+        database = self.session_database()
+        endpoint = database.endpoint
+        values = {
+            "url": database.url,
+            "host": endpoint.host,
+            "port": str(endpoint.port),
+            "user": endpoint.user,
+            "password": endpoint.password or "",
+            "dbname": database.name,
+        }
+        exported = {
+            "PGHOST": endpoint.host,
+            "PGPORT": str(endpoint.port),
+            "PGUSER": endpoint.user,
+            "PGDATABASE": database.name,
+        }
+        if endpoint.password:
+            exported["PGPASSWORD"] = endpoint.password
+        for name, template in env_templates(self.settings).items():
+            exported[name] = template.format(**values)
+        os.environ.update(exported)
+        return exported
+
+    # -- the end -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Give back this process's databases (the server stays until the run ends)."""
+        for strategy in self._strategies.values():
+            strategy.close()
+        if self._provisioner is not None:
+            if self._session_db is not None:
+                self._provisioner.drop_later(self._session_db.name, "session database")
+            self._provisioner.close()
+            self.stats.notes += self._provisioner.notes()
+            self._provisioner = None
+
+    def finish_run(self, *, keep: bool) -> Path | None:
+        """Owner only: stop the run's server. Returns where kept data went, if anywhere."""
+        record = self.run.started_server()
+        kept_dir = None
+        if record is not None and record.pid is not None and record.runtime_dir:
+            runtime = Path(record.runtime_dir)
+            stop_recorded(record.pid, runtime, keep_data=keep)
+            if keep:
+                kept_dir = self._move_kept(record, runtime)
+        self.run.remove()
+        return kept_dir
+
+    def kept_target(self) -> Path:
+        """Where the embedded server's data goes when the run kept databases."""
+        return cache_dir() / "kept" / self.run.run_id
+
+    def _move_kept(self, record: ServerRecord, runtime: Path) -> Path:
+        target = self.kept_target()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(runtime), target)
+        (target / _watchdog.KEEP_MARKER).unlink(missing_ok=True)
+        (target / "seamtest.json").write_text(
+            json.dumps(
+                {
+                    "run": self.run.run_id,
+                    "endpoint": json.loads(record.endpoint.to_json()),
+                    "kept": self.stats.kept,
+                    "stopped": time.time(),
+                },
+                indent=2,
+            )
+        )
+        return target
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the report: seamtest's own errors say enough by themselves."""
+    if isinstance(exc, SeamtestError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

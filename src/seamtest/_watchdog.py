@@ -1,0 +1,120 @@
+"""Never orphaned: a tiny process that stops the server when the pytest run is gone.
+
+``python -m seamtest._watchdog OWNER_PID POSTMASTER_PID RUNTIME_DIR`` waits (on a pidfd,
+so without polling) until the owning pytest process exits, however it exits (SIGKILL
+included). If the server still runs then, the watchdog stops it (immediate shutdown, then
+SIGKILL) and removes the runtime directory; after a clean run it finds nothing to do. It runs in its own session, so Ctrl-C in the terminal reaches pytest
+but not the watchdog or the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+#: A file in the runtime directory that asks the watchdog to leave the data in place.
+KEEP_MARKER = "KEEP"
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie child of ours is reaped and counts as gone)."""
+    with contextlib.suppress(ChildProcessError):
+        done, _status = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Wait until ``pid`` has exited; False if it still runs after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return True
+
+
+def stop_postmaster(pid: int, *, fast: bool = False, timeout: float = 10.0) -> None:
+    """Stop a postmaster: fast (checkpoint-free, restartable) or immediate, then SIGKILL."""
+    # SIGINT = fast shutdown, SIGQUIT = immediate shutdown (PostgreSQL's signal contract).
+    try:
+        os.kill(pid, signal.SIGINT if fast else signal.SIGQUIT)
+    except ProcessLookupError:
+        return
+    if not wait_gone(pid, timeout):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        wait_gone(pid, 5.0)
+
+
+def _wait_for_exit(owner: int) -> None:
+    try:
+        fd = os.pidfd_open(owner)
+    except (AttributeError, OSError):  # no pidfd (old kernel, not Linux): poll
+        while alive(owner):
+            time.sleep(0.5)
+        return
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    poller.poll()
+
+
+def _still_ours(postmaster: int, runtime_dir: Path) -> bool:
+    """Whether ``postmaster`` is still the server of ``runtime_dir`` (not a reused pid)."""
+    try:
+        first_line = (runtime_dir / "data" / "postmaster.pid").read_text().split("\n", 1)[0]
+    except OSError:
+        return False
+    return first_line.strip() == str(postmaster)
+
+
+def spawn(
+    owner: int, postmaster: int, runtime_dir: Path, *extra_dirs: Path
+) -> subprocess.Popen[bytes]:
+    """Start a watchdog for ``postmaster`` on behalf of ``owner``.
+
+    ``extra_dirs`` are removed too when the owner dies (the run's bookkeeping directory).
+    """
+    args = [str(owner), str(postmaster), str(runtime_dir), *map(str, extra_dirs)]
+    return subprocess.Popen(
+        [sys.executable, "-m", "seamtest._watchdog", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+    )
+
+
+def main(argv: list[str]) -> int:
+    owner, postmaster, runtime_dir = int(argv[0]), int(argv[1]), Path(argv[2])
+    extra_dirs = [Path(arg) for arg in argv[3:]]
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _wait_for_exit(owner)
+    if _still_ours(postmaster, runtime_dir):
+        stop_postmaster(postmaster)
+    if not (runtime_dir / KEEP_MARKER).exists():
+        shutil.rmtree(runtime_dir, ignore_errors=True)
+    for path in extra_dirs:
+        shutil.rmtree(path, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

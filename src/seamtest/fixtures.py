@@ -1,0 +1,120 @@
+"""seamtest's fixtures: what a test asks for in its signature is what it gets.
+
+``db_url``, ``db`` and ``adb`` all sit on ``_seamtest_database``, which asks the session's
+isolation strategy for a database and gives it back afterwards, told whether the test
+failed (a failed test's database is kept and its URL shown in the report).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import pq
+
+from ._config import ISOLATIONS
+from ._isolation import DatabaseRequest
+from ._provision import TestDatabase
+from ._session import Session
+from .errors import ConfigError
+
+SESSION = pytest.StashKey["Session"]()
+REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+ACTIVE = pytest.StashKey[tuple[TestDatabase, DatabaseRequest]]()
+
+
+def marker_arguments(
+    *, fixtures: Sequence[str] = (), isolation: str | None = None
+) -> dict[str, Any]:
+    """The arguments ``@pytest.mark.seamtest`` takes; a typo raises TypeError naming it."""
+    if isinstance(fixtures, str) or not all(isinstance(f, str) for f in fixtures):
+        raise ConfigError(
+            f"fixtures={fixtures!r}: give a list of fixture names, such as "
+            "fixtures=['users', 'orders']"
+        )
+    if isolation is not None and isolation not in ISOLATIONS:
+        raise ConfigError(
+            f"isolation={isolation!r}: choose one of " + ", ".join(repr(i) for i in ISOLATIONS)
+        )
+    return {"fixtures": tuple(fixtures), "isolation": isolation}
+
+
+def marker_for(item: pytest.Item) -> dict[str, Any]:
+    """The merged ``seamtest`` markers of an item: the closest one wins, key by key."""
+    merged: dict[str, Any] = {}
+    for marker in item.iter_markers("seamtest"):
+        if marker.args:
+            raise ConfigError(
+                "@pytest.mark.seamtest takes keyword arguments only (fixtures=[...], "
+                f"isolation=...), not {marker.args!r}"
+            )
+        for key, value in marker_arguments(**marker.kwargs).items():
+            if key in marker.kwargs and key not in merged:
+                merged[key] = value
+    return merged
+
+
+def session_of(config: pytest.Config) -> Session:
+    return config.stash[SESSION]
+
+
+def _failed(item: pytest.Item) -> bool:
+    reports = item.stash.get(REPORTS, {})
+    return any(report.failed for report in reports.values())
+
+
+@pytest.fixture
+def _seamtest_database(request: pytest.FixtureRequest) -> Iterator[TestDatabase]:
+    session = session_of(request.config)
+    item = request.node
+    assert isinstance(item, pytest.Item)
+    options = marker_for(item)
+    fixture_paths = session.fixture_files.resolve(options.get("fixtures", ()))
+    database_request = DatabaseRequest(
+        item.nodeid, fixture_paths, options.get("isolation") or session.settings.isolation
+    )
+    database = session.acquire(database_request)
+    item.stash[ACTIVE] = (database, database_request)
+    try:
+        yield database
+    finally:
+        del item.stash[ACTIVE]
+        session.release(database, database_request, failed=_failed(item))
+
+
+@pytest.fixture
+def db_url(_seamtest_database: TestDatabase) -> str:
+    """URL of this test's own fresh, migrated database (one template clone, ~20 ms)."""
+    return _seamtest_database.url
+
+
+@pytest.fixture
+def db(_seamtest_database: TestDatabase) -> Iterator[psycopg.Connection[Any]]:
+    """psycopg connection to this test's own database, autocommit off (clone + connect)."""
+    conn = psycopg.connect(_seamtest_database.conninfo)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def adb(_seamtest_database: TestDatabase) -> Iterator[psycopg.AsyncConnection[Any]]:
+    """Async psycopg connection to this test's own database, autocommit off.
+
+    A plain fixture, so it works under pytest-asyncio and anyio alike: the connection is
+    opened with libpq's blocking connect and wrapped, and binds to whichever event loop
+    the test runs in (psycopg looks the loop up on every wait).
+    """
+    pgconn = pq.PGconn.connect(_seamtest_database.conninfo.encode())
+    if pgconn.status != pq.ConnStatus.OK:
+        message = pgconn.get_error_message().decode(errors="replace")
+        pgconn.finish()
+        raise psycopg.OperationalError(f"connection to {_seamtest_database.name} failed: {message}")
+    conn: psycopg.AsyncConnection[Any] = psycopg.AsyncConnection(pgconn)
+    try:
+        yield conn
+    finally:
+        pgconn.finish()
