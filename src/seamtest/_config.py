@@ -41,31 +41,71 @@ class Option:
 
 
 OPTIONS = (
-    Option("seamtest_url", "Use the existing PostgreSQL server at this URL instead of the "
-           "embedded one (postgresql://user:password@host:port/dbname)."),
+    Option(
+        "seamtest_url",
+        "Use the existing PostgreSQL server at this URL instead of the "
+        "embedded one (postgresql://user:password@host:port/dbname).",
+    ),
     Option("seamtest_allow_remote", "Allow a server that is not on loopback.", "bool", False),
     Option("seamtest_bin_dir", "Directory with the PostgreSQL server binaries to use."),
-    Option("seamtest_server_user", "Account the embedded server runs as when pytest runs as "
-           "root (default: postgres, else nobody)."),
-    Option("seamtest_server_settings", "postgresql.conf settings for the embedded server, "
-           "one 'name=value' a line.", "linelist", (), cli=False, env=False),
-    Option("seamtest_migrations", "Migrations: a directory of SQL files or 'module:function', "
-           "one a line, applied in order.", "linelist", ()),
-    Option("seamtest_fixtures", "Directory of SQL fixture files for "
-           "@pytest.mark.seamtest(fixtures=[...]).", "string", "tests/fixtures"),
-    Option("seamtest_template_key", "Extra text mixed into the template's content hash "
-           "(change it to force a rebuild).", "string", ""),
-    Option("seamtest_env", "Environment variables to export before conftest import, one "
-           "'NAME=template' a line, over {url} {host} {port} {user} {password} {dbname}.",
-           "linelist", (), cli=False, env=False),
-    Option("seamtest_isolation", "Default isolation: " + ", ".join(ISOLATIONS) + ".",
-           "string", "database"),
-    Option("seamtest_keep_failed", "Keep the database of a failed test for inspection.",
-           "bool", True),
-    Option("seamtest_kept_ttl", "Hours a kept database lives before a later run drops it.",
-           "string", "24"),
-    Option("seamtest_db_prefix", "Prefix of every database seamtest creates.", "string",
-           "seamtest_"),
+    Option(
+        "seamtest_server_user",
+        "Account the embedded server runs as when pytest runs as "
+        "root (default: postgres, else nobody).",
+    ),
+    Option(
+        "seamtest_server_settings",
+        "postgresql.conf settings for the embedded server, one 'name=value' a line.",
+        "linelist",
+        (),
+        cli=False,
+        env=False,
+    ),
+    Option(
+        "seamtest_migrations",
+        "Migrations: a directory of SQL files or 'module:function', one a line, applied in order.",
+        "linelist",
+        (),
+    ),
+    Option(
+        "seamtest_fixtures",
+        "Directory of SQL fixture files for @pytest.mark.seamtest(fixtures=[...]).",
+        "string",
+        "tests/fixtures",
+    ),
+    Option(
+        "seamtest_template_key",
+        "Extra text mixed into the template's content hash (change it to force a rebuild).",
+        "string",
+        "",
+    ),
+    Option(
+        "seamtest_env",
+        "Environment variables to export before conftest import, one "
+        "'NAME=template' a line, over {url} {host} {port} {user} {password} {dbname}.",
+        "linelist",
+        (),
+        cli=False,
+        env=False,
+    ),
+    Option(
+        "seamtest_isolation",
+        "Default isolation: " + ", ".join(ISOLATIONS) + ".",
+        "string",
+        "database",
+    ),
+    Option(
+        "seamtest_keep_failed", "Keep the database of a failed test for inspection.", "bool", True
+    ),
+    Option(
+        "seamtest_kept_ttl",
+        "Hours a kept database lives before a later run drops it.",
+        "string",
+        "24",
+    ),
+    Option(
+        "seamtest_db_prefix", "Prefix of every database seamtest creates.", "string", "seamtest_"
+    ),
 )
 BY_NAME = {option.name: option for option in OPTIONS}
 

@@ -131,9 +131,7 @@ class EmbeddedServer:
         if self.run_as:
             os.chown(self.runtime_dir, self.run_as.uid, self.run_as.gid)
         started = time.perf_counter()
-        cluster, self.cluster_built = prepared_cluster(
-            self.binaries, self.run_as, self.runtime_dir
-        )
+        cluster, self.cluster_built = prepared_cluster(self.binaries, self.run_as, self.runtime_dir)
         self.timings["initdb" if self.cluster_built else "cluster cache"] = (
             time.perf_counter() - started
         )
@@ -215,7 +213,9 @@ class EmbeddedServer:
             process = self.process
             try:
                 conn = wait_until_ready(
-                    endpoint, timeout=self.start_timeout, still_starting=lambda: process.poll() is None
+                    endpoint,
+                    timeout=self.start_timeout,
+                    still_starting=lambda p=process: p.poll() is None,
                 )
             except psycopg.OperationalError as exc:
                 if process.poll() is not None and "could not bind" in log_tail(self.log_path):
@@ -252,7 +252,8 @@ class EmbeddedServer:
         """Stop the server; remove its data unless ``keep_data``."""
         if self.state is not ServerState.RUNNING:
             raise ServerError(f"cannot stop an embedded server that is {self.state.value}")
-        assert self.process is not None and self.runtime_dir is not None
+        assert self.process is not None
+        assert self.runtime_dir is not None
         self.state = ServerState.STOPPING
         stop_recorded(
             self.process.pid, self.runtime_dir, keep_data=keep_data or self.existing is not None

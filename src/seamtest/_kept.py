@@ -48,7 +48,7 @@ def kept_root() -> Path:
 
 
 def kept_runs() -> list[KeptRun]:
-    runs = []
+    runs: list[KeptRun] = []
     root = kept_root()
     if not root.is_dir():
         return runs

@@ -149,7 +149,9 @@ class CallableMigration:
             ) from exc
         func = getattr(module, attr, None)
         if not callable(func):
-            raise ConfigError(f"{self.origin} = {self.spec!r}: {module_name} has no callable {attr!r}.")
+            raise ConfigError(
+                f"{self.origin} = {self.spec!r}: {module_name} has no callable {attr!r}."
+            )
         return func  # type: ignore[no-any-return]
 
     def describe(self) -> str:

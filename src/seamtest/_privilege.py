@@ -129,7 +129,6 @@ def reachable_binaries(binaries: Binaries, run_as: RunAs | None) -> Binaries:
                 raise
     return Binaries(
         dest / binaries.bin_dir.relative_to(base),
-        f"{binaries.source}, copied to {dest} because {run_as.name} cannot read "
-        f"{binaries.bin_dir}",
+        f"{binaries.source}, copied to {dest} because {run_as.name} cannot read {binaries.bin_dir}",
         (),
     )

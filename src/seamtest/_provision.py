@@ -108,11 +108,15 @@ class Provisioner:
         # PostgreSQL 15 added STRATEGY; FILE_COPY clones in about half WAL_LOG's time
         # when the server runs with fsync off (shared/MEASUREMENTS.md).
         self._strategy = (
-            sql.SQL(" STRATEGY FILE_COPY") if self._admin.info.server_version >= 150000 else sql.SQL("")
+            sql.SQL(" STRATEGY FILE_COPY")
+            if self._admin.info.server_version >= 150000
+            else sql.SQL("")
         )
 
     # -- bookkeeping -------------------------------------------------------------------
-    def execute(self, query: sql.Composable, params: Sequence[Any] | None = None) -> list[Any]:
+    def execute(
+        self, query: sql.SQL | sql.Composed, params: Sequence[Any] | None = None
+    ) -> list[Any]:
         with self._lock:
             cur = self._admin.execute(query, params)
             return cur.fetchall() if cur.description else []
@@ -162,9 +166,7 @@ class Provisioner:
             delay = min(delay * 2, 0.05)
 
     # -- templates ---------------------------------------------------------------------
-    def ensure_template(
-        self, sources: Sequence[MigrationSource], user_key: str = ""
-    ) -> Template:
+    def ensure_template(self, sources: Sequence[MigrationSource], user_key: str = "") -> Template:
         """The published template for ``sources``, built now if no one has built it."""
         started = time.perf_counter()
         key = template_key(sources, self.endpoint.version, user_key)
@@ -327,10 +329,11 @@ class _Dropper:
                 break
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
     def close(self) -> None:
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout=60)
-

@@ -8,6 +8,7 @@ with an explicit lifecycle: an operation in the wrong state raises, naming the s
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import ipaddress
 import json
@@ -155,9 +156,7 @@ class ExternalServer:
                 f"cannot connect to {self.endpoint.redacted_url()}: {str(exc).strip()}"
             ) from exc
         self.state = ServerState.RUNNING
-        self.endpoint = Endpoint(
-            **{**asdict(self.endpoint), "version": version.split()[0]}  # type: ignore[arg-type]
-        )
+        self.endpoint = dataclasses.replace(self.endpoint, version=version.split(maxsplit=1)[0])
         return self.endpoint
 
     def stop(self) -> None:
@@ -190,8 +189,7 @@ def wait_until_ready(
                 "No such file" in text
                 or "Connection refused" in text
                 or "starting up" in text
-                or "shutting down" not in text
-                and "the database system is" in text
+                or ("shutting down" not in text and "the database system is" in text)
             )
             if not transient or time.monotonic() > deadline:
                 raise

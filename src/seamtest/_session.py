@@ -22,8 +22,8 @@ from . import _watchdog
 from ._binaries import find_binaries
 from ._config import Settings, env_templates, server_settings
 from ._embedded import EmbeddedServer, stop_recorded
-from ._kept import collect_kept, kept_root
 from ._isolation import DatabasePerTest, DatabaseRequest, Isolation, Outcome
+from ._kept import collect_kept, kept_root
 from ._migrations import FixtureFiles, parse_sources
 from ._privilege import RunAs, choose_run_as
 from ._provision import Provisioner, Template, TestDatabase, read_comment
@@ -49,7 +49,7 @@ class Stats:
         self.templates += [t for t in other.get("templates", []) if t not in self.templates]
         self.setup_seconds += other.get("setup_seconds", [])
         self.teardown_seconds += other.get("teardown_seconds", [])
-        self.kept += [tuple(k) for k in other.get("kept", [])]  # type: ignore[misc]
+        self.kept += [(str(test), str(url)) for test, url in other.get("kept", [])]
         self.notes += other.get("notes", [])
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,7 +131,9 @@ class Session:
     def provisioner(self) -> Provisioner:
         if self._provisioner is None:
             self._provisioner = Provisioner(
-                self.record.endpoint, prefix=self.settings["seamtest_db_prefix"], run_id=self.run.run_id
+                self.record.endpoint,
+                prefix=self.settings["seamtest_db_prefix"],
+                run_id=self.run.run_id,
             )
             if self.run.is_owner:
                 self._collect_expired(self._provisioner)

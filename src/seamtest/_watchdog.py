@@ -3,7 +3,8 @@
 ``python -m seamtest._watchdog OWNER_PID POSTMASTER_PID RUNTIME_DIR`` waits (on a pidfd,
 so without polling) until the owning pytest process exits, however it exits (SIGKILL
 included). If the server still runs then, the watchdog stops it (immediate shutdown, then
-SIGKILL) and removes the runtime directory; after a clean run it finds nothing to do. It runs in its own session, so Ctrl-C in the terminal reaches pytest
+SIGKILL) and removes the runtime directory; after a clean run it finds nothing to do.
+It runs in its own session, so Ctrl-C in the terminal reaches pytest
 but not the watchdog or the server.
 """
 

@@ -1,16 +1,16 @@
 """seamtest's exceptions: one tree, each naming what happened, why, and the fix.
 
-    SeamtestError
-    ├── ConfigError (ValueError)            a bad option, ini value, marker argument or URL
-    ├── BinariesNotFoundError (FileNotFoundError)
-    │                                       no PostgreSQL server binaries where we looked
-    ├── ServerError                         the server could not start, died, or is unsafe
-    │   └── RemoteServerRefused             a non-loopback server without seamtest_allow_remote
-    ├── MigrationError                      a migration failed (file, line, server message)
-    ├── FixtureError                        a SQL fixture file is missing or failed
-    │   └── FixtureNotFoundError (FileNotFoundError)
-    └── DatabaseError                       provisioning a test database failed
-        └── TransactionIsolationError       something that cannot work under rollback isolation
+SeamtestError
+├── ConfigError (ValueError)            a bad option, ini value, marker argument or URL
+├── BinariesNotFoundError (FileNotFoundError)
+│                                       no PostgreSQL server binaries where we looked
+├── ServerError                         the server could not start, died, or is unsafe
+│   └── RemoteServerRefused             a non-loopback server without seamtest_allow_remote
+├── MigrationError                      a migration failed (file, line, server message)
+├── FixtureError                        a SQL fixture file is missing or failed
+│   └── FixtureNotFoundError (FileNotFoundError)
+└── DatabaseError                       provisioning a test database failed
+    └── TransactionIsolationError       something that cannot work under rollback isolation
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ def adb(_seamtest_database: TestDatabase) -> Iterator[psycopg.AsyncConnection[An
     """
     pgconn = pq.PGconn.connect(_seamtest_database.conninfo.encode())
     if pgconn.status != pq.ConnStatus.OK:
-        message = pgconn.get_error_message().decode(errors="replace")
+        message = pgconn.get_error_message()
         pgconn.finish()
         raise psycopg.OperationalError(f"connection to {_seamtest_database.name} failed: {message}")
     conn: psycopg.AsyncConnection[Any] = psycopg.AsyncConnection(pgconn)

@@ -35,8 +35,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         if not option.cli:
             continue
         if option.type == "bool":
-            group.addoption(option.flag, dest=option.name, action="store_const", const=True,
-                            default=None, help=option.help)
+            group.addoption(
+                option.flag,
+                dest=option.name,
+                action="store_const",
+                const=True,
+                default=None,
+                help=option.help,
+            )
         else:
             group.addoption(option.flag, dest=option.name, default=None, help=option.help)
 
@@ -130,20 +136,28 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     settings = session.settings
     lines = [f"seamtest {__version__}"]
     if settings["seamtest_url"]:
-        lines.append(f"  server: {settings['seamtest_url'].split('@')[-1]} "
-                     f"(from {settings.source('seamtest_url')})")
+        lines.append(
+            f"  server: {settings['seamtest_url'].split('@')[-1]} "
+            f"(from {settings.source('seamtest_url')})"
+        )
     else:
         try:
-            binaries = find_binaries(settings["seamtest_bin_dir"], settings.origin("seamtest_bin_dir"))
+            binaries = find_binaries(
+                settings["seamtest_bin_dir"], settings.origin("seamtest_bin_dir")
+            )
             lines.append(f"  server: embedded, started on first use; {binaries.describe()}")
         except SeamtestError as exc:
             lines.append(f"  server: embedded, but {exc}")
         if os.geteuid() == 0:
-            lines.append("  running as root: the server runs as "
-                         f"{settings['seamtest_server_user'] or 'postgres (or nobody)'}")
+            lines.append(
+                "  running as root: the server runs as "
+                f"{settings['seamtest_server_user'] or 'postgres (or nobody)'}"
+            )
     migrations = ", ".join(settings["seamtest_migrations"]) or "none"
-    lines.append(f"  migrations: {migrations} (from {settings.source('seamtest_migrations')}); "
-                 f"isolation: {settings.isolation} (from {settings.source('seamtest_isolation')})")
+    lines.append(
+        f"  migrations: {migrations} (from {settings.source('seamtest_migrations')}); "
+        f"isolation: {settings.isolation} (from {settings.source('seamtest_isolation')})"
+    )
     return lines
 
 
@@ -180,18 +194,24 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         write(f"server: {server.get('description', '')}; {timings}")
     for template in stats.templates:
         verb = "built" if template["built"] else "reused"
-        write(f"template {template['name']}: {verb} in {template['seconds'] * 1000:.0f} ms "
-              f"({template['worker']}; {', '.join(template['sources']) or 'no migrations'})")
+        write(
+            f"template {template['name']}: {verb} in {template['seconds'] * 1000:.0f} ms "
+            f"({template['worker']}; {', '.join(template['sources']) or 'no migrations'})"
+        )
     if stats.setup_seconds:
-        write(f"databases: {len(stats.setup_seconds)} for tests; setup "
-              f"{Stats.percentiles(stats.setup_seconds)}; teardown "
-              f"{Stats.percentiles(stats.teardown_seconds)}")
+        write(
+            f"databases: {len(stats.setup_seconds)} for tests; setup "
+            f"{Stats.percentiles(stats.setup_seconds)}; teardown "
+            f"{Stats.percentiles(stats.teardown_seconds)}"
+        )
     for nodeid, url in stats.kept:
         write(f"kept {nodeid}: {url}")
     if stats.kept and not seamtest.settings["seamtest_url"]:
-        write(f"the embedded server stops with the run; its data, with the kept databases, "
-              f"goes to {seamtest.kept_target()}: 'seamtest kept' lists kept runs and "
-              f"'seamtest serve {seamtest.run.run_id}' starts that server again")
+        write(
+            f"the embedded server stops with the run; its data, with the kept databases, "
+            f"goes to {seamtest.kept_target()}: 'seamtest kept' lists kept runs and "
+            f"'seamtest serve {seamtest.run.run_id}' starts that server again"
+        )
     for note in stats.notes:
         write(f"note: {note}", yellow=True)
 
