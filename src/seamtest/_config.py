@@ -159,11 +159,15 @@ def _coerce(option: Option, raw: Any, where: str) -> Any:
 
 
 def resolve(
-    cli: Mapping[str, Any], ini: Mapping[str, Any], env: Mapping[str, str], rootdir: Path
+    cli: Mapping[str, Any],
+    ini: Mapping[str, Any],
+    env: Mapping[str, str],
+    rootdir: Path,
+    options: tuple[Option, ...] = OPTIONS,
 ) -> Settings:
     """Resolve every option: command line, then environment, then ini, then default."""
     settings = Settings(rootdir=rootdir)
-    for option in OPTIONS:
+    for option in options:
         if option.cli and cli.get(option.name) not in (None, ()):
             raw, where = cli[option.name], option.flag
         elif option.env and option.env_name in env:
@@ -173,7 +177,8 @@ def resolve(
         else:
             raw, where = option.default, "default"
         settings.values[option.name] = Value(_coerce(option, raw, where), where)
-    _validate(settings)
+    if options is OPTIONS:
+        _validate(settings)
     return settings
 
 

@@ -21,9 +21,10 @@ from ._config import OPTIONS, Settings, resolve
 from ._run import Run
 from ._session import Session, Stats
 from .errors import SeamtestError
-from .fixtures import ACTIVE, REPORTS, SESSION, _seamtest_database, adb, db, db_url, marker_for
+from .fixtures import ACTIVE, REPORTS, SESSION, marker_for
 
-__all__ = ["_seamtest_database", "adb", "db", "db_url"]  # fixtures, found by pytest here
+#: Modules with fixtures (and their own hooks), registered as plugins alongside this one.
+pytest_plugins = ["seamtest.fixtures"]
 
 STARTED_EARLY = pytest.StashKey[bool]()
 
