@@ -95,33 +95,43 @@ class Run:
         return cls(data["run_id"], Path(data["path"]), data["owner"])
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        with open(self.path / "server.lock", "a") as lock:
+    def _locked(self, name: str) -> Iterator[None]:
+        with open(self.path / f"{name}.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    @property
-    def _record_path(self) -> Path:
-        return self.path / "server.json"
+    def shared(self, name: str, start: Callable[[], str]) -> str:
+        """The run's shared ``name`` (a JSON text), made by ``start()`` on first use.
+
+        The first process of the run to ask calls ``start()`` under a file lock; every
+        other process, waiting on that lock, gets what it returned. Services (the
+        PostgreSQL server, Redis, ...) are started this way, once per run.
+        """
+        record = self.path / f"{name}.json"
+        with self._locked(name):
+            if record.exists():
+                return record.read_text()
+            text = start()
+            tmp = record.with_suffix(".tmp")
+            tmp.write_text(text)
+            tmp.replace(record)
+            return text
+
+    def recorded(self, name: str) -> str | None:
+        """``name``'s JSON text if a process of the run has made it."""
+        record = self.path / f"{name}.json"
+        return record.read_text() if record.exists() else None
 
     def server(self, start: Callable[[], ServerRecord]) -> ServerRecord:
-        """The run's server, started by ``start()`` if no process of the run has yet."""
-        with self._locked():
-            if self._record_path.exists():
-                return ServerRecord.from_json(self._record_path.read_text())
-            record = start()
-            tmp = self._record_path.with_suffix(".tmp")
-            tmp.write_text(record.to_json())
-            tmp.replace(self._record_path)
-            return record
+        """The run's PostgreSQL server, started by ``start()`` if no process has yet."""
+        return ServerRecord.from_json(self.shared("server", lambda: start().to_json()))
 
     def started_server(self) -> ServerRecord | None:
-        if self._record_path.exists():
-            return ServerRecord.from_json(self._record_path.read_text())
-        return None
+        text = self.recorded("server")
+        return ServerRecord.from_json(text) if text else None
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
