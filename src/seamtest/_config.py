@@ -15,7 +15,8 @@ from typing import Any
 
 from .errors import ConfigError
 
-ISOLATIONS = ("database",)
+ISOLATIONS = ("database", "transaction", "reset", "unique")
+LEAK_MODES = ("auto", "off", "warn", "error")
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off", "")
 
@@ -95,6 +96,12 @@ OPTIONS = (
         "database",
     ),
     Option(
+        "seamtest_leaks",
+        "Leak detector: auto (warn under reset and unique), off, warn or error.",
+        "string",
+        "auto",
+    ),
+    Option(
         "seamtest_keep_failed", "Keep the database of a failed test for inspection.", "bool", True
     ),
     Option(
@@ -136,6 +143,13 @@ class Settings:
     @property
     def isolation(self) -> str:
         return str(self["seamtest_isolation"])
+
+    def leaks_for(self, isolation: str, marker_value: str | None = None) -> str:
+        """The leak detector's mode for a test: off, warn or error."""
+        mode = marker_value or str(self["seamtest_leaks"])
+        if mode == "auto":
+            return "warn" if isolation in ("reset", "unique") else "off"
+        return mode
 
     @property
     def kept_ttl_seconds(self) -> float:
@@ -187,6 +201,11 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(
             f"{settings.origin('seamtest_isolation')} = {settings.isolation!r}: choose one of "
             + ", ".join(ISOLATIONS)
+        )
+    if settings["seamtest_leaks"] not in LEAK_MODES:
+        raise ConfigError(
+            f"{settings.origin('seamtest_leaks')} = {settings['seamtest_leaks']!r}: choose one "
+            "of " + ", ".join(LEAK_MODES)
         )
     try:
         settings.kept_ttl_seconds  # noqa: B018

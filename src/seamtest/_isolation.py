@@ -1,20 +1,32 @@
 """Isolation strategies: the replaceable piece that hands a test its database.
 
-A strategy turns a :class:`DatabaseRequest` into a :class:`TestDatabase` and takes it back
-when the test is over, told whether the test failed. The pytest fixtures only ever talk to
-this interface, so other strategies (transaction rollback, reset, unique data) and a warm
-pool of clones plug in here without the fixtures changing.
+A strategy turns a :class:`DatabaseRequest` into a :class:`TestDatabase`, hands out
+connections to it, and takes it back when the test is over, told whether the test
+failed. The pytest fixtures only ever talk to this interface, so every strategy (and a
+warm pool of clones) plugs in here without the fixtures changing.
+
+=============  ==========================================  ===============================
+strategy       what the test gets                           cleaned by
+=============  ==========================================  ===============================
+database       a fresh clone of the template               dropping it (in the background)
+transaction    a transaction on a per-worker database      ROLLBACK (commits -> savepoints)
+reset          a per-worker database, real commits         deleting what the test dirtied
+unique         one database for the whole run              nothing per test: unique values
+=============  ==========================================  ===============================
 """
 
 from __future__ import annotations
 
 import abc
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
+from psycopg import pq
 
 from ._migrations import FixtureFiles
 from ._names import database_name, label_for_test
@@ -28,6 +40,7 @@ class DatabaseRequest:
     nodeid: str
     fixtures: Sequence[Path] = ()
     isolation: str = "database"
+    leaks: str = "off"  # off, warn or error
 
 
 @dataclass
@@ -36,7 +49,22 @@ class Outcome:
 
     kept_url: str | None = None
     seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
+    leaks: list[str] = field(default_factory=list)
+
+
+def connect_async(conninfo: str) -> psycopg.AsyncConnection[Any]:
+    """An AsyncConnection opened with libpq's blocking connect, usable from any loop.
+
+    Fixtures are synchronous so that they work under pytest-asyncio and anyio alike;
+    psycopg looks up the running loop on every wait, so the connection binds to whichever
+    loop the test runs in.
+    """
+    pgconn = pq.PGconn.connect(conninfo.encode())
+    if pgconn.status != pq.ConnStatus.OK:
+        message = pgconn.get_error_message()
+        pgconn.finish()
+        raise psycopg.OperationalError(f"connection failed: {message}")
+    return psycopg.AsyncConnection(pgconn)
 
 
 class Isolation(abc.ABC):
@@ -50,10 +78,44 @@ class Isolation(abc.ABC):
 
     @abc.abstractmethod
     def release(self, database: TestDatabase, request: DatabaseRequest, *, failed: bool) -> Outcome:
-        """Take the database back; keep it for inspection if the test failed."""
+        """Take the database back; keep it for inspection if the test failed and can be."""
+
+    def connect(self, database: TestDatabase) -> psycopg.Connection[Any]:
+        """The test's ``db`` connection."""
+        return psycopg.connect(database.conninfo)
+
+    def connect_async(self, database: TestDatabase) -> psycopg.AsyncConnection[Any]:
+        """The test's ``adb`` connection."""
+        return connect_async(database.conninfo)
+
+    def disconnect(self, conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
+        """Give back a connection from :meth:`connect` or :meth:`connect_async`."""
+        if isinstance(conn, psycopg.AsyncConnection):
+            conn.pgconn.finish()  # no event loop here; libpq's close needs none
+        else:
+            conn.close()
+
+    def url(self, database: TestDatabase) -> str:
+        """The test's ``db_url``."""
+        return database.url
+
+    def kept_url(self, database: TestDatabase, request: DatabaseRequest) -> str | None:
+        """Where a failed test's database will be kept, or None if it cannot be."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release whatever the strategy holds for the whole session."""
+
+
+def test_database_name(prefix: str, nodeid: str) -> str:
+    """The name of a test's own database (also of a kept copy): readable and unique."""
+    return database_name(prefix, "t", label_for_test(nodeid), unique=nodeid)
+
+
+def apply_fixtures(conninfo: str, paths: Sequence[Path]) -> None:
+    if paths:
+        with psycopg.connect(conninfo) as conn:
+            FixtureFiles.apply(conn, paths)
 
 
 class DatabasePerTest(Isolation):
@@ -75,18 +137,17 @@ class DatabasePerTest(Isolation):
 
     def acquire(self, request: DatabaseRequest) -> TestDatabase:
         template = self.template()
-        name = database_name(
-            self.provisioner.prefix, "t", label_for_test(request.nodeid), unique=request.nodeid
-        )
+        name = test_database_name(self.provisioner.prefix, request.nodeid)
         database = self.provisioner.create(name, template.name, test=request.nodeid)
-        if request.fixtures:
-            try:
-                with psycopg.connect(database.conninfo) as conn:
-                    FixtureFiles.apply(conn, request.fixtures)
-            except BaseException:
-                self.provisioner.drop_later(name, request.nodeid)
-                raise
+        try:
+            apply_fixtures(database.conninfo, request.fixtures)
+        except BaseException:
+            self.provisioner.drop_later(name, request.nodeid)
+            raise
         return database
+
+    def kept_url(self, database: TestDatabase, request: DatabaseRequest) -> str | None:
+        return database.url if self.keep_failed else None
 
     def release(self, database: TestDatabase, request: DatabaseRequest, *, failed: bool) -> Outcome:
         started = time.perf_counter()
@@ -95,3 +156,50 @@ class DatabasePerTest(Isolation):
             return Outcome(kept_url=database.url, seconds=time.perf_counter() - started)
         self.provisioner.drop_later(database.name, request.nodeid)
         return Outcome(seconds=time.perf_counter() - started)
+
+
+class Prefetcher:
+    """Keeps one connection to a database opened ahead, in a background thread.
+
+    Connecting costs 4.5-6 ms here (shared/MEASUREMENTS.md); the shared-database
+    strategies open the next test's connection while the current test runs.
+    """
+
+    def __init__(self, conninfo: str) -> None:
+        self.conninfo = conninfo
+        self._ready: psycopg.Connection[Any] | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def _open(self) -> None:
+        try:
+            conn = psycopg.connect(self.conninfo)
+        except psycopg.Error:
+            return  # take() connects in the foreground and reports the error
+        if self._closed:
+            conn.close()
+        else:
+            self._ready = conn
+
+    def prefetch(self) -> None:
+        if self._thread is None and self._ready is None and not self._closed:
+            self._thread = threading.Thread(target=self._open, name="seamtest-connect", daemon=True)
+            self._thread.start()
+
+    def take(self) -> psycopg.Connection[Any]:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        conn, self._ready = self._ready, None
+        if conn is None or conn.closed:
+            conn = psycopg.connect(self.conninfo)
+        return conn
+
+    def close(self) -> None:
+        self._closed = True
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._ready is not None:
+            self._ready.close()
+            self._ready = None

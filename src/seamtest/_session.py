@@ -20,7 +20,7 @@ from psycopg import sql
 
 from . import _watchdog
 from ._binaries import find_binaries
-from ._config import Settings, env_templates, server_settings
+from ._config import ISOLATIONS, Settings, env_templates, server_settings
 from ._embedded import EmbeddedServer, stop_recorded
 from ._isolation import DatabasePerTest, DatabaseRequest, Isolation, Outcome
 from ._kept import collect_kept, kept_root
@@ -29,6 +29,8 @@ from ._privilege import RunAs, choose_run_as
 from ._provision import Provisioner, Template, TestDatabase, read_comment
 from ._run import Run, ServerRecord
 from ._server import ExternalServer, parse_url
+from ._shared import ResetIsolation, TransactionIsolation, UniqueIsolation, drop_unique
+from ._unique import counter
 from .errors import ConfigError, SeamtestError
 
 
@@ -41,6 +43,7 @@ class Stats:
     setup_seconds: list[float] = field(default_factory=list)
     teardown_seconds: list[float] = field(default_factory=list)
     kept: list[tuple[str, str]] = field(default_factory=list)  # (test id, url)
+    leaks: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def merge(self, other: dict[str, Any]) -> None:
@@ -51,6 +54,7 @@ class Stats:
         self.teardown_seconds += other.get("teardown_seconds", [])
         self.kept += [(str(test), str(url)) for test, url in other.get("kept", [])]
         self.notes += other.get("notes", [])
+        self.leaks += other.get("leaks", [])
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +82,13 @@ class Session:
         self._strategies: dict[str, Isolation] = {}
         self._session_db: TestDatabase | None = None
         self.fixture_files = FixtureFiles(settings.rootdir / settings["seamtest_fixtures"])
+        self.unique_counter = counter()
+
+    @property
+    def worker_number(self) -> int:
+        """0 outside xdist, N for worker gwN."""
+        digits = "".join(ch for ch in self.worker if ch.isdigit())
+        return int(digits) if digits else 0
 
     # -- server --------------------------------------------------------------------------
     def _start_server(self) -> ServerRecord:
@@ -179,11 +190,21 @@ class Session:
 
     def strategy(self, name: str) -> Isolation:
         if name not in self._strategies:
-            if name != "database":
-                raise ConfigError(f"isolation {name!r} is not available")
-            self._strategies[name] = DatabasePerTest(
-                self.provisioner, self.template, keep_failed=self.settings["seamtest_keep_failed"]
-            )
+            keep = bool(self.settings["seamtest_keep_failed"])
+            strategy: Isolation
+            if name == "database":
+                strategy = DatabasePerTest(self.provisioner, self.template, keep_failed=keep)
+            elif name == "transaction":
+                strategy = TransactionIsolation(self.provisioner, self.template, self.worker)
+            elif name == "reset":
+                strategy = ResetIsolation(
+                    self.provisioner, self.template, self.worker, keep_failed=keep
+                )
+            elif name == "unique":
+                strategy = UniqueIsolation(self.provisioner, self.template, self.run)
+            else:
+                raise ConfigError(f"isolation {name!r}: choose one of {', '.join(ISOLATIONS)}")
+            self._strategies[name] = strategy
         return self._strategies[name]
 
     def acquire(self, request: DatabaseRequest) -> TestDatabase:
@@ -199,6 +220,7 @@ class Session:
         self.stats.teardown_seconds.append(outcome.seconds)
         if outcome.kept_url:
             self.stats.kept.append((request.nodeid, outcome.kept_url))
+        self.stats.leaks += [f"{request.nodeid}: {leak}" for leak in outcome.leaks]
         return outcome
 
     # -- the session database, for suites that read settings at import time -----------
@@ -240,7 +262,10 @@ class Session:
         """Give back this process's databases (the server stays until the run ends)."""
         for strategy in self._strategies.values():
             strategy.close()
+        self._strategies.clear()
         if self._provisioner is not None:
+            if self.run.is_owner:
+                drop_unique(self._provisioner, self.run)
             if self._session_db is not None:
                 self._provisioner.drop_later(self._session_db.name, "session database")
             self._provisioner.close()

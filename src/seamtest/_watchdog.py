@@ -6,6 +6,12 @@ included). If the server still runs then, the watchdog stops it (immediate shutd
 SIGKILL) and removes the runtime directory; after a clean run it finds nothing to do.
 It runs in its own session, so Ctrl-C in the terminal reaches pytest
 but not the watchdog or the server.
+
+Other services (Redis, a user's own process) use the same watchdog with two options before
+the positional arguments: ``--pid-file PATH`` names the file whose first line must still be
+the pid (PostgreSQL's ``data/postmaster.pid`` by default), and ``--signal N`` stops the
+service's whole process group with signal N, then SIGKILL, instead of a postmaster's
+immediate shutdown.
 """
 
 from __future__ import annotations
@@ -64,6 +70,23 @@ def stop_postmaster(pid: int, *, fast: bool = False, timeout: float = 10.0) -> N
         wait_gone(pid, 5.0)
 
 
+def stop_group(pid: int, sig: int = signal.SIGTERM, *, timeout: float = 10.0) -> None:
+    """Stop a service started in its own session: ``sig`` to its process group, then SIGKILL."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        return
+    if not wait_gone(pid, timeout):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        wait_gone(pid, 5.0)
+
+
+def wait_for_exit(owner: int) -> None:
+    """Block until process ``owner`` has exited (a pidfd where there is one, else polling)."""
+    _wait_for_exit(owner)
+
+
 def _wait_for_exit(owner: int) -> None:
     try:
         fd = os.pidfd_open(owner)
@@ -76,23 +99,40 @@ def _wait_for_exit(owner: int) -> None:
     poller.poll()
 
 
-def _still_ours(postmaster: int, runtime_dir: Path) -> bool:
-    """Whether ``postmaster`` is still the server of ``runtime_dir`` (not a reused pid)."""
+def _still_ours(postmaster: int, runtime_dir: Path, pid_file: Path | None = None) -> bool:
+    """Whether ``postmaster`` is still the server of ``runtime_dir`` (not a reused pid).
+
+    ``pid_file`` (default: PostgreSQL's ``data/postmaster.pid``) holds the pid on its first
+    line.
+    """
+    path = pid_file if pid_file is not None else runtime_dir / "data" / "postmaster.pid"
     try:
-        first_line = (runtime_dir / "data" / "postmaster.pid").read_text().split("\n", 1)[0]
+        first_line = path.read_text().split("\n", 1)[0]
     except OSError:
         return False
     return first_line.strip() == str(postmaster)
 
 
 def spawn(
-    owner: int, postmaster: int, runtime_dir: Path, *extra_dirs: Path
+    owner: int,
+    postmaster: int,
+    runtime_dir: Path,
+    *extra_dirs: Path,
+    pid_file: Path | None = None,
+    stop_signal: int | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start a watchdog for ``postmaster`` on behalf of ``owner``.
 
     ``extra_dirs`` are removed too when the owner dies (the run's bookkeeping directory).
+    For a service other than PostgreSQL, ``pid_file`` names the file holding its pid and
+    ``stop_signal`` the signal that stops its process group.
     """
-    args = [str(owner), str(postmaster), str(runtime_dir), *map(str, extra_dirs)]
+    options: list[str] = []
+    if pid_file is not None:
+        options += ["--pid-file", str(pid_file)]
+    if stop_signal is not None:
+        options += ["--signal", str(int(stop_signal))]
+    args = [*options, str(owner), str(postmaster), str(runtime_dir), *map(str, extra_dirs)]
     return subprocess.Popen(
         [sys.executable, "-m", "seamtest._watchdog", *args],
         stdin=subprocess.DEVNULL,
@@ -104,12 +144,25 @@ def spawn(
 
 
 def main(argv: list[str]) -> int:
+    argv = list(argv)
+    pid_file: Path | None = None
+    stop_signal: int | None = None
+    while argv and argv[0] in ("--pid-file", "--signal"):
+        option, value = argv[0], argv[1]
+        del argv[:2]
+        if option == "--pid-file":
+            pid_file = Path(value)
+        else:
+            stop_signal = int(value)
     owner, postmaster, runtime_dir = int(argv[0]), int(argv[1]), Path(argv[2])
     extra_dirs = [Path(arg) for arg in argv[3:]]
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _wait_for_exit(owner)
-    if _still_ours(postmaster, runtime_dir):
-        stop_postmaster(postmaster)
+    if _still_ours(postmaster, runtime_dir, pid_file):
+        if stop_signal is None:
+            stop_postmaster(postmaster)
+        else:
+            stop_group(postmaster, stop_signal)
     if not (runtime_dir / KEEP_MARKER).exists():
         shutil.rmtree(runtime_dir, ignore_errors=True)
     for path in extra_dirs:

@@ -24,7 +24,7 @@ from .errors import SeamtestError
 from .fixtures import ACTIVE, REPORTS, SESSION, marker_for
 
 #: Modules with fixtures (and their own hooks), registered as plugins alongside this one.
-pytest_plugins = ["seamtest.fixtures"]
+pytest_plugins = ["seamtest.fixtures", "seamtest._services_plugin", "seamtest._apps_plugin"]
 
 STARTED_EARLY = pytest.StashKey[bool]()
 
@@ -123,12 +123,17 @@ def pytest_runtest_makereport(
     report = yield
     item.stash.setdefault(REPORTS, {})[report.when] = report
     active = item.stash.get(ACTIVE, None)
-    session = item.config.stash[SESSION]
-    if report.failed and active and session.settings["seamtest_keep_failed"]:
-        database, _request = active
-        report.sections.append(
-            ("seamtest", f"kept database {database.name}\n    psql '{database.url}'")
-        )
+    if report.failed and active and report.when != "teardown":
+        database, request = active
+        url = item.config.stash[SESSION].strategy(request.isolation).kept_url(database, request)
+        if url:
+            text = f"kept database {url.rsplit('/', 1)[-1]}\n    psql '{url}'"
+        else:
+            text = (
+                f"isolation={request.isolation!r}: this test's database is not kept "
+                "(rolled back or shared); mark it isolation='database' to keep it"
+            )
+        report.sections.append(("seamtest", text))
     return report
 
 
@@ -213,6 +218,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             f"goes to {seamtest.kept_target()}: 'seamtest kept' lists kept runs and "
             f"'seamtest serve {seamtest.run.run_id}' starts that server again"
         )
+    for leak in stats.leaks:
+        write(f"leak: {leak}", yellow=True)
     for note in stats.notes:
         write(f"note: {note}", yellow=True)
 

@@ -1,0 +1,3 @@
+"""Fixtures for testing web applications in-process: ``client`` and ``aclient``."""
+
+from __future__ import annotations

@@ -1,0 +1,148 @@
+"""Real pytest sessions: every test sees its own fresh, migrated database and nothing else."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from seamtest._server import Endpoint
+
+from ..helpers import ITEMS_MIGRATION, run_inner, write_files, write_ini
+
+#: Every test inserts a row of its own and must then see the seed row and that row only;
+#: each records which database it had. Were any state shared, the later tests would see
+#: the earlier ones' rows (they commit).
+SYNC_TESTS = """
+    import json, os, pathlib
+
+    import psycopg
+    import pytest
+
+    OUT = pathlib.Path(__file__).parent / "out"
+
+    def record(test, dbname):
+        OUT.mkdir(exist_ok=True)
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        (OUT / f"{test}.json").write_text(json.dumps({"db": dbname, "worker": worker}))
+
+    @pytest.mark.parametrize("n", range(4))
+    def test_db(db, n):
+        db.execute("INSERT INTO items (label) VALUES (%s)", [f"db-{n}"])
+        db.commit()
+        assert [r[0] for r in db.execute("SELECT label FROM items ORDER BY id")] == ["seed", f"db-{n}"]
+        record(f"db-{n}", db.execute("SELECT current_database()").fetchone()[0])
+
+    @pytest.mark.parametrize("n", range(4))
+    def test_db_url(db_url, n):
+        with psycopg.connect(db_url) as writer:
+            writer.execute("INSERT INTO items (label) VALUES (%s)", [f"url-{n}"])
+        with psycopg.connect(db_url) as reader:  # a second connection sees the commit
+            labels = [r[0] for r in reader.execute("SELECT label FROM items ORDER BY id")]
+            assert labels == ["seed", f"url-{n}"]
+            record(f"url-{n}", reader.execute("SELECT current_database()").fetchone()[0])
+"""
+
+ASYNCIO_TESTS = """
+    import json, pathlib
+
+    import pytest
+
+    OUT = pathlib.Path(__file__).parent / "out"
+
+    @pytest.mark.parametrize("n", range(3))
+    async def test_adb(adb, n):
+        await adb.execute("INSERT INTO items (label) VALUES (%s)", [f"adb-{n}"])
+        await adb.commit()
+        cur = await adb.execute("SELECT label FROM items ORDER BY id")
+        assert [r[0] for r in await cur.fetchall()] == ["seed", f"adb-{n}"]
+        cur = await adb.execute("SELECT current_database()")
+        OUT.mkdir(exist_ok=True)
+        (OUT / f"adb-{n}.json").write_text(json.dumps({"db": (await cur.fetchone())[0]}))
+"""
+
+ANYIO_TESTS = """
+    import json, pathlib
+
+    import pytest
+
+    OUT = pathlib.Path(__file__).parent / "out"
+
+    @pytest.fixture
+    def anyio_backend():
+        return "asyncio"
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("n", range(3))
+    async def test_adb_anyio(adb, n):
+        await adb.execute("INSERT INTO items (label) VALUES (%s)", [f"anyio-{n}"])
+        await adb.commit()
+        cur = await adb.execute("SELECT label FROM items ORDER BY id")
+        assert [r[0] for r in await cur.fetchall()] == ["seed", f"anyio-{n}"]
+        cur = await adb.execute("SELECT current_database()")
+        OUT.mkdir(exist_ok=True)
+        (OUT / f"anyio-{n}.json").write_text(json.dumps({"db": (await cur.fetchone())[0]}))
+"""
+
+
+def records(pytester: pytest.Pytester) -> dict[str, dict[str, str]]:
+    out = pytester.path / "out"
+    return {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))}
+
+
+@pytest.fixture
+def project(inner: pytest.Pytester, pg_server: Endpoint, db_prefix: str) -> pytest.Pytester:
+    """A project on the shared server, under a prefix whose databases are dropped after."""
+    write_ini(
+        inner,
+        seamtest_migrations="migrations",
+        seamtest_url=pg_server.url(),
+        seamtest_db_prefix=db_prefix,
+    )
+    write_files(inner, "migrations", ITEMS_MIGRATION)
+    return inner
+
+
+def test_serial_session_gives_each_test_its_own_database(project: pytest.Pytester) -> None:
+    project.makepyfile(test_sync=SYNC_TESTS, test_async=ASYNCIO_TESTS)
+    result = run_inner(project, "-p", "asyncio", "--asyncio-mode=auto")
+    result.assert_outcomes(passed=11)
+    seen = records(project)
+    assert len(seen) == 11
+    assert len({r["db"] for r in seen.values()}) == 11  # one database per test
+
+
+def test_xdist_session_gives_each_test_its_own_database(project: pytest.Pytester) -> None:
+    project.makepyfile(test_sync=SYNC_TESTS, test_async=ASYNCIO_TESTS)
+    result = run_inner(project, "-n", "2", "-p", "asyncio", "--asyncio-mode=auto")
+    result.assert_outcomes(passed=11)
+    seen = records(project)
+    assert len({r["db"] for r in seen.values()}) == 11
+    # xdist's load scheduling hands each worker a share of the eight sync tests.
+    assert {r["worker"] for k, r in seen.items() if "worker" in r} == {"gw0", "gw1"}
+
+
+def test_anyio_tests_get_adb(project: pytest.Pytester) -> None:
+    project.makepyfile(test_anyio=ANYIO_TESTS)
+    result = run_inner(project, "-p", "anyio", "-p", "no:asyncio")
+    result.assert_outcomes(passed=3)
+    assert len({r["db"] for r in records(project).values()}) == 3
+
+
+def test_the_template_is_built_once_and_shared_by_workers_and_runs(
+    project: pytest.Pytester,
+) -> None:
+    project.makepyfile(test_sync=SYNC_TESTS)
+    first = run_inner(project, "-n", "2")
+    first.assert_outcomes(passed=8)
+    lines = [line for line in first.outlines if line.startswith("template ")]
+    assert len(lines) == 2, first.outlines  # one line per worker
+    assert len([line for line in lines if ": built in" in line]) == 1
+    assert len([line for line in lines if ": reused in" in line]) == 1
+
+    second = run_inner(project)
+    second.assert_outcomes(passed=8)
+    [line] = [line for line in second.outlines if line.startswith("template ")]
+    assert ": reused in" in line
+    assert line.split(":")[0] == lines[0].split(":")[0]  # the same template
