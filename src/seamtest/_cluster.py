@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from ._privilege import RunAs
 from .errors import ServerError
 
 #: Bump when what a prepared cluster contains changes.
-CLUSTER_FORMAT = "1"
+CLUSTER_FORMAT = "2"
 SUPERUSER = "seamtest"
 #: C.UTF-8 keeps sorting deterministic and byte-wise while lower()/upper() know Unicode;
 #: plain C is the fallback where the C library lacks it.
@@ -61,6 +62,9 @@ def _initdb(binaries: Binaries, target: Path, run_as: RunAs | None) -> None:
             "--auth-host",
             "scram-sha-256",
             "--no-sync",  # the cluster is a cache; a crash just means initdb again
+            # 1 MiB WAL segments instead of 16: the copied cluster shrinks from 38 to 23 MiB.
+            "--wal-segsize",
+            "1",
             "--no-instructions",
         ]
         result = subprocess.run(
@@ -90,6 +94,19 @@ def cluster_key(binaries: Binaries) -> str:
         [CLUSTER_FORMAT, str(binaries.bin_dir), binaries.version, SUPERUSER, ",".join(LOCALES)]
     )
     return hashlib.sha256(stamp.encode()).hexdigest()[:16]
+
+
+def copy_tree(source: Path, target: Path) -> None:
+    """Copy a directory tree, preserving modes; ``cp -a`` is ~40% faster than copytree."""
+    cp = shutil.which("cp")
+    if cp is not None and sys.platform.startswith("linux"):
+        result = subprocess.run(
+            [cp, "-a", "--", str(source), str(target)], capture_output=True, text=True, check=False
+        )
+        if result.returncode == 0:
+            return
+        shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target, symlinks=True)
 
 
 def prepared_cluster(binaries: Binaries, run_as: RunAs | None, scratch: Path) -> tuple[Path, bool]:

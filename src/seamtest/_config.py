@@ -96,6 +96,18 @@ OPTIONS = (
         "database",
     ),
     Option(
+        "seamtest_pool_size",
+        "Clones kept ready per process for isolation='database' (0: clone on demand).",
+        "string",
+        "2",
+    ),
+    Option(
+        "seamtest_recycle",
+        "Reset and reuse a passing test's database instead of dropping it.",
+        "bool",
+        True,
+    ),
+    Option(
         "seamtest_leaks",
         "Leak detector: auto (warn under reset and unique), off, warn or error.",
         "string",
@@ -152,6 +164,10 @@ class Settings:
         return mode
 
     @property
+    def pool_size(self) -> int:
+        return int(self["seamtest_pool_size"])
+
+    @property
     def kept_ttl_seconds(self) -> float:
         return float(self["seamtest_kept_ttl"]) * 3600
 
@@ -202,6 +218,14 @@ def _validate(settings: Settings) -> None:
             f"{settings.origin('seamtest_isolation')} = {settings.isolation!r}: choose one of "
             + ", ".join(ISOLATIONS)
         )
+    try:
+        if settings.pool_size < 0:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(
+            f"{settings.origin('seamtest_pool_size')} = {settings['seamtest_pool_size']!r}: a "
+            "whole number, 0 or more."
+        ) from None
     if settings["seamtest_leaks"] not in LEAK_MODES:
         raise ConfigError(
             f"{settings.origin('seamtest_leaks')} = {settings['seamtest_leaks']!r}: choose one "

@@ -23,7 +23,7 @@ from psycopg import sql
 
 from . import _watchdog
 from ._binaries import Binaries, require_major
-from ._cluster import SUPERUSER, prepared_cluster
+from ._cluster import SUPERUSER, copy_tree, prepared_cluster
 from ._privilege import RunAs, reachable_binaries
 from ._server import Endpoint, ServerState, free_port, wait_until_ready
 from .errors import ServerError
@@ -137,7 +137,7 @@ class EmbeddedServer:
         )
         started = time.perf_counter()
         data = self.runtime_dir / "data"
-        shutil.copytree(cluster, data, symlinks=True)
+        copy_tree(cluster, data)
         data.chmod(0o700)
         if self.run_as:
             self.run_as.chown_tree(data)

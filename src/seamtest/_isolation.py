@@ -30,6 +30,7 @@ from psycopg import pq
 
 from ._migrations import FixtureFiles
 from ._names import database_name, label_for_test
+from ._pool import ClonePool, RecycleLayer
 from ._provision import Provisioner, Template, TestDatabase
 
 
@@ -122,40 +123,104 @@ class DatabasePerTest(Isolation):
     """A fresh clone of the template for every test: complete isolation.
 
     Commits, multiple connections, ``now()`` and deferred constraints all behave as in
-    production, because nothing is wrapped: the test owns a real database. Drops happen in
-    a background thread, off the test's critical path.
+    production, because nothing is wrapped: the test owns a real database. With a pool
+    (the default), the clone and its connection were made ahead in the background and a
+    passing test's database is recycled; drops happen in the background too.
     """
 
     name = "database"
 
     def __init__(
-        self, provisioner: Provisioner, template: Callable[[], Template], *, keep_failed: bool
+        self,
+        provisioner: Provisioner,
+        template: Callable[[], Template],
+        *,
+        keep_failed: bool,
+        pool_size: int = 0,
+        recycle: bool = False,
+        worker: str = "main",
     ) -> None:
         self.provisioner = provisioner
         self.template = template
         self.keep_failed = keep_failed
+        self.pool_size = pool_size
+        self.recycle = recycle
+        self.worker = worker
+        self.pool: ClonePool | None = None
+        self.layer: Template | None = None
+        self._opened: dict[str, psycopg.Connection[Any]] = {}
+
+    def _pool(self) -> ClonePool:
+        if self.pool is None:
+            template = self.template()
+            if self.recycle:
+                self.layer = self.provisioner.ensure_template([RecycleLayer()], base=template)
+                template = self.layer
+            self.pool = ClonePool(
+                self.provisioner,
+                template,
+                size=self.pool_size,
+                recycle=self.recycle,
+                worker=self.worker,
+            )
+        return self.pool
 
     def acquire(self, request: DatabaseRequest) -> TestDatabase:
-        template = self.template()
-        name = test_database_name(self.provisioner.prefix, request.nodeid)
-        database = self.provisioner.create(name, template.name, test=request.nodeid)
+        if self.pool_size > 0:
+            ready = self._pool().take()
+            database = ready.database
+            if ready.conn is not None:
+                self._opened[database.name] = ready.conn
+        else:
+            name = test_database_name(self.provisioner.prefix, request.nodeid)
+            database = self.provisioner.create(name, self.template().name, test=request.nodeid)
         try:
             apply_fixtures(database.conninfo, request.fixtures)
         except BaseException:
-            self.provisioner.drop_later(name, request.nodeid)
+            self._close_opened(database)
+            self.provisioner.drop_later(database.name, request.nodeid)
             raise
         return database
 
+    def connect(self, database: TestDatabase) -> psycopg.Connection[Any]:
+        conn = self._opened.pop(database.name, None)
+        if conn is not None and not conn.closed:
+            return conn
+        return psycopg.connect(database.conninfo)
+
+    def _close_opened(self, database: TestDatabase) -> None:
+        conn = self._opened.pop(database.name, None)
+        if conn is not None:
+            conn.close()
+
     def kept_url(self, database: TestDatabase, request: DatabaseRequest) -> str | None:
-        return database.url if self.keep_failed else None
+        if not self.keep_failed:
+            return None
+        return database.endpoint.url(test_database_name(self.provisioner.prefix, request.nodeid))
 
     def release(self, database: TestDatabase, request: DatabaseRequest, *, failed: bool) -> Outcome:
         started = time.perf_counter()
+        self._close_opened(database)  # opened ahead but never used
+        outcome = Outcome()
+        name = test_database_name(self.provisioner.prefix, request.nodeid)
         if failed and self.keep_failed:
+            if database.name != name:
+                database = self.provisioner.rename(database.name, name, test=request.nodeid)
             self.provisioner.keep(database.name, test=request.nodeid)
-            return Outcome(kept_url=database.url, seconds=time.perf_counter() - started)
-        self.provisioner.drop_later(database.name, request.nodeid)
-        return Outcome(seconds=time.perf_counter() - started)
+            outcome.kept_url = database.url
+        elif self.pool is not None:
+            self.pool.give_back(database)
+        else:
+            self.provisioner.drop_later(database.name, request.nodeid)
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+
+    def close(self) -> None:
+        for conn in self._opened.values():
+            conn.close()
+        self._opened.clear()
+        if self.pool is not None:
+            self.pool.close()
 
 
 class Prefetcher:

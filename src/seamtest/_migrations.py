@@ -1,10 +1,17 @@
 """Migration sources and SQL fixture files: what builds a template, and its fingerprint.
 
-A source is anything with ``describe()``, ``fingerprint()`` and ``apply(conn)``. Two kinds
-come built in: a directory of SQL files (sqlx-style names, ``0001_create_users.sql``)
-and a Python callable (``package.module:function``) called with a psycopg connection.
-Alembic plugs in as a third kind. Errors name the file, the line and the server's
-message, because "syntax error at or near" without a file is a puzzle.
+A source is anything with ``describe()``, ``fingerprint()`` and ``apply(conn)``. Kinds:
+a directory of SQL files (sqlx-style names, ``0001_create_users.sql``), a Python callable
+(``package.module:function``) called with a psycopg connection, SQL files (the seed step),
+Alembic (``_alembic.py``) and yoyo-migrations. A source that runs its own connections
+(Alembic, yoyo) sets ``needs_url = True`` and is given the database's URL through
+``apply_url(url)`` instead. Errors name the file, the line and the server's message,
+because "syntax error at or near" without a file is a puzzle.
+
+Everything that decides what a template holds is in its key (``template_inputs``): the
+sources' fingerprints, the server's version and available extensions, seamtest's version,
+the installed versions of ``seamtest_template_deps`` and the user's key. The inputs are
+recorded per part and per file, so a rebuild can say what changed.
 """
 
 from __future__ import annotations
@@ -14,14 +21,18 @@ import importlib
 import inspect
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import psycopg
 
 from .errors import ConfigError, FixtureError, FixtureNotFoundError, MigrationError
+
+if TYPE_CHECKING:
+    from ._config import Settings
 
 #: ``0001_create_users.sql``, ``20240101120000_add_index.up.sql``; ``*.down.sql`` is skipped.
 SQL_FILE = re.compile(r"^(?P<version>\d+)[_-](?P<name>.+?)(?P<up>\.up)?\.sql$")
@@ -38,6 +49,27 @@ class MigrationSource(Protocol):
     def fingerprint(self) -> str: ...
 
     def apply(self, conn: psycopg.Connection[Any]) -> None: ...
+
+
+class UrlMigrationSource(MigrationSource, Protocol):
+    """A source that opens its own connections: the provisioner calls ``apply_url``."""
+
+    needs_url: ClassVar[bool]
+
+    def apply_url(self, url: str) -> None: ...
+
+
+def apply_source(source: MigrationSource, conn: psycopg.Connection[Any], url: str) -> None:
+    """Apply ``source`` to the database ``conn`` is connected to (and ``url`` names)."""
+    if getattr(source, "needs_url", False):
+        conn.commit()
+        source.apply_url(url)  # type: ignore[attr-defined]
+    else:
+        source.apply(conn)
+
+
+def _short(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:12]
 
 
 def _line_of(text: str, position: int | None) -> int | None:
@@ -121,9 +153,114 @@ class SqlDirectory:
             digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
         return digest.hexdigest()
 
+    def manifest(self) -> dict[str, str]:
+        """File -> short content hash, for saying which file made a template stale."""
+        return {path.name: _short(path.read_bytes()) for path in self.files()}
+
     def apply(self, conn: psycopg.Connection[Any]) -> None:
         for path in self.files():
             run_sql_file(conn, path, MigrationError)
+
+
+@dataclass(frozen=True)
+class SqlFiles:
+    """SQL files applied in the order given (``seamtest_seed``); a directory gives its
+    ``*.sql`` files in name order."""
+
+    paths: tuple[Path, ...]
+    origin: str = "seamtest_seed"
+
+    def files(self) -> list[Path]:
+        found: list[Path] = []
+        for path in self.paths:
+            if path.is_dir():
+                found += sorted(path.glob("*.sql"))
+            elif path.is_file():
+                found.append(path)
+            else:
+                raise ConfigError(
+                    f"{self.origin}: {path} does not exist. Name SQL files or directories "
+                    "(relative to the rootdir), or a Python callable 'module:function'."
+                )
+        return found
+
+    def describe(self) -> str:
+        return "SQL " + ", ".join(str(p) for p in self.paths)
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for path in self.files():
+            digest.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+        return digest.hexdigest()
+
+    def manifest(self) -> dict[str, str]:
+        return {str(path): _short(path.read_bytes()) for path in self.files()}
+
+    def apply(self, conn: psycopg.Connection[Any]) -> None:
+        for path in self.files():
+            run_sql_file(conn, path, MigrationError)
+
+
+@dataclass(frozen=True)
+class YoyoMigration:
+    """A directory of yoyo-migrations (``yoyo:path/to/migrations``), all applied."""
+
+    path: Path
+    origin: str = "seamtest_migrations"
+    needs_url: ClassVar[bool] = True
+
+    def _yoyo(self) -> Any:
+        try:
+            import yoyo
+        except ImportError as exc:
+            raise ConfigError(
+                f"{self.origin}: 'yoyo:{self.path}' needs yoyo-migrations: pip install "
+                "yoyo-migrations"
+            ) from exc
+        return yoyo
+
+    def files(self) -> list[Path]:
+        if not self.path.is_dir():
+            raise ConfigError(f"{self.origin}: {self.path} is not a directory of yoyo migrations.")
+        return sorted(
+            p for p in self.path.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+        )
+
+    def describe(self) -> str:
+        return f"yoyo {self.path}"
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256(f"yoyo {metadata.version('yoyo-migrations')}\0".encode())
+        for label, value in sorted(self.manifest().items()):
+            digest.update(f"{label} {value}\n".encode())
+        return digest.hexdigest()
+
+    def manifest(self) -> dict[str, str]:
+        return {str(p.relative_to(self.path)): _short(p.read_bytes()) for p in self.files()}
+
+    def apply(self, conn: psycopg.Connection[Any]) -> None:
+        from ._alembic import url_of
+
+        conn.commit()
+        self.apply_url(url_of(conn))
+
+    def apply_url(self, url: str) -> None:
+        yoyo = self._yoyo()
+        # yoyo's psycopg 3 backend; its plain "postgresql" scheme means psycopg2.
+        backend = yoyo.get_backend(url.replace("postgresql://", "postgresql+psycopg://", 1))
+        migrations = yoyo.read_migrations(str(self.path))
+        try:
+            with backend.lock():
+                backend.apply_migrations(backend.to_apply(migrations))
+        except psycopg.Error as exc:
+            raise MigrationError(
+                f"{self.describe()}: {exc.diag.severity or 'ERROR'}: "
+                f"{exc.diag.message_primary or str(exc).strip()}"
+            ) from exc
+        except Exception as exc:
+            raise MigrationError(f"{self.describe()}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            backend.connection.close()
 
 
 @dataclass(frozen=True)
@@ -177,17 +314,173 @@ class CallableMigration:
             ) from exc
 
 
-def parse_sources(values: Sequence[str], rootdir: Path, origin: str) -> list[MigrationSource]:
-    """Turn ``seamtest_migrations`` lines into sources, in order."""
+CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def parse_sources(
+    values: Sequence[str],
+    rootdir: Path,
+    origin: str,
+    env_templates: Mapping[str, str] | None = None,
+) -> list[MigrationSource]:
+    """Turn ``seamtest_migrations`` lines into sources, in order.
+
+    ``alembic[:path/to/alembic.ini][@revision]`` is Alembic, ``yoyo:dir`` yoyo,
+    ``module:function`` a callable, anything else a directory of SQL files (write
+    ``./alembic`` for a SQL directory that happens to be called alembic).
+    """
     sources: list[MigrationSource] = []
     for value in (v.strip() for v in values):
         if not value:
             continue
-        if re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", value) and not (rootdir / value).exists():
+        if value == "alembic" or value.startswith(("alembic:", "alembic@")):
+            from ._alembic import AlembicMigration, parse_spec
+
+            ini, revision = parse_spec(value, rootdir, origin)
+            sources.append(
+                AlembicMigration(ini, revision, origin, value, dict(env_templates or {}))
+            )
+        elif value.startswith("yoyo:"):
+            sources.append(YoyoMigration((rootdir / value[5:]).resolve(), origin))
+        elif CALLABLE.match(value) and not (rootdir / value).exists():
             sources.append(CallableMigration(value, origin))
         else:
             sources.append(SqlDirectory((rootdir / value).resolve(), origin))
     return sources
+
+
+def _setting(settings: Settings, name: str, default: Any) -> tuple[Any, str]:
+    """A setting and its origin; the default while an option is not in the table yet."""
+    if name in settings.values:
+        return settings[name], settings.origin(name)
+    return default, f"{name} (from default)"
+
+
+def seed_sources(settings: Settings) -> list[MigrationSource]:
+    """``seamtest_seed`` lines: SQL files or directories, or ``module:function``."""
+    values, origin = _setting(settings, "seamtest_seed", ())
+    sources: list[MigrationSource] = []
+    files: list[Path] = []
+    for value in (v.strip() for v in values):
+        if CALLABLE.match(value) and not (settings.rootdir / value).exists():
+            if files:
+                sources.append(SqlFiles(tuple(files), origin))
+                files = []
+            sources.append(CallableMigration(value, origin))
+        elif value:
+            files.append((settings.rootdir / value).resolve())
+    if files:
+        sources.append(SqlFiles(tuple(files), origin))
+    return sources
+
+
+def template_sources(settings: Settings) -> list[MigrationSource]:
+    """What builds the template, in order: ``seamtest_migrations``, then ``seamtest_seed``."""
+    from ._config import env_templates
+
+    migrations = parse_sources(
+        settings["seamtest_migrations"],
+        settings.rootdir,
+        settings.origin("seamtest_migrations"),
+        env_templates(settings),
+    )
+    return migrations + seed_sources(settings)
+
+
+# -- fingerprints -----------------------------------------------------------------------
+#: What the server can CREATE EXTENSION: a different postgis makes a different template.
+EXTENSIONS_QUERY = "SELECT name, default_version FROM pg_available_extensions ORDER BY name"
+
+
+def extensions_fingerprint(rows: Iterable[Sequence[Any]]) -> str:
+    """A short digest of ``EXTENSIONS_QUERY``'s rows."""
+    return _short("\n".join(f"{name} {version}" for name, version in rows).encode())
+
+
+def installed_versions(names: Iterable[str], origin: str = "seamtest_template_deps") -> str:
+    """``name==version`` of each installed distribution; a missing one is an error."""
+    pins = []
+    for name in sorted({n.strip() for n in names if n.strip()}):
+        try:
+            pins.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            raise ConfigError(
+                f"{origin}: {name!r} is not installed; name installed distributions whose "
+                "version decides what the template holds (pip show NAME)."
+            ) from None
+    return ", ".join(pins)
+
+
+def fingerprint_extras(settings: Settings, extensions: str = "") -> str:
+    """The inputs ``template_key`` does not see by itself, as one text for its user key:
+    ``seamtest_template_deps``' versions, the server's extensions, the user's key."""
+    deps, origin = _setting(settings, "seamtest_template_deps", ())
+    parts = {
+        "deps": installed_versions(deps, origin),
+        "extensions": extensions,
+        "key": settings["seamtest_template_key"],
+    }
+    return "\n".join(f"{name} {value}" for name, value in parts.items())
+
+
+def template_inputs(
+    sources: Sequence[MigrationSource], server_version: str, extras: str
+) -> dict[str, str]:
+    """Every input of a template by name, file by file where a source has files.
+
+    Stored with the template (``"inputs"`` in its comment) so that a later build can
+    say what changed (``explain_rebuild``).
+    """
+    from . import __version__
+
+    inputs = {"seamtest": __version__, "server": server_version}
+    for line in extras.splitlines():
+        name, _, value = line.partition(" ")
+        inputs[name] = _short(value.encode()) if value else ""
+    for source in sources:
+        label = source.describe()
+        manifest = getattr(source, "manifest", None)
+        if manifest is None:
+            inputs[label] = _short(source.fingerprint().encode())
+            continue
+        files: Mapping[str, str] = manifest()
+        inputs[label] = _short(source.fingerprint().encode())
+        inputs.update({f"{label} | {name}": value for name, value in files.items()})
+    return inputs
+
+
+def config_id(sources: Sequence[MigrationSource]) -> str:
+    """Which configuration a template belongs to, whatever its content: the sources'
+    descriptions. Templates with the same id are versions of one another."""
+    return _short("\n".join(s.describe() for s in sources).encode())
+
+
+def explain_rebuild(previous: Mapping[str, str] | None, current: Mapping[str, str]) -> str:
+    """Why a template was built: ``first build`` or ``X changed`` (at most five names)."""
+    if not previous:
+        return "built: no earlier template for these migrations"
+    changed: list[str] = []
+    for name in sorted(set(previous) | set(current)):
+        if previous.get(name) == current.get(name):
+            continue
+        label, sep, file = name.partition(" | ")
+        if sep:
+            verb = "added" if name not in previous else "removed" if name not in current else "changed"
+            changed.append(f"{file} {verb}")
+        elif not any(other.startswith(label + " | ") for other in current):
+            changed.append(f"{name} changed")
+    if not changed:
+        return "built: the inputs match an earlier template (was it dropped, or forced?)"
+    shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+    return f"built because {shown}"
+
+
+def fixture_fingerprint(paths: Iterable[Path]) -> str:
+    """Content hash of fixture files, for templates that include fixtures (layers)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -166,10 +166,22 @@ class Provisioner:
             delay = min(delay * 2, 0.05)
 
     # -- templates ---------------------------------------------------------------------
-    def ensure_template(self, sources: Sequence[MigrationSource], user_key: str = "") -> Template:
-        """The published template for ``sources``, built now if no one has built it."""
+    def ensure_template(
+        self,
+        sources: Sequence[MigrationSource],
+        user_key: str = "",
+        *,
+        base: Template | None = None,
+    ) -> Template:
+        """The published template for ``sources``, built now if no one has built it.
+
+        With ``base``, the template is a layer: ``base`` plus ``sources`` (fixture files
+        loaded once, or the recycling machinery), keyed by both.
+        """
         started = time.perf_counter()
         key = template_key(sources, self.endpoint.version, user_key)
+        if base is not None:
+            key = digest(f"{base.key}+{key}", 16)
         name = f"{self.prefix}tpl_{key}"
         described = tuple(s.describe() for s in sources)
         if self.comment_of(name) is not None:
@@ -180,7 +192,7 @@ class Provisioner:
             if self.comment_of(name) is not None:  # a concurrent worker or run built it
                 return Template(name, key, False, time.perf_counter() - started, described)
             self._drop_abandoned_builds(key)
-            self._build(name, key, sources)
+            self._build(name, key, sources, base.name if base else "template0")
         finally:
             self.execute(sql.SQL("SELECT pg_advisory_unlock(%s, %s)"), lock)
         return Template(name, key, True, time.perf_counter() - started, described)
@@ -193,16 +205,23 @@ class Provisioner:
         ):
             self.drop_now(name)
 
-    def _build(self, name: str, key: str, sources: Sequence[MigrationSource]) -> None:
+    def _build(self, name: str, key: str, sources: Sequence[MigrationSource], base: str) -> None:
         scratch = f"{self.prefix}build_{key}_{os.getpid()}"
         self.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(scratch))
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(scratch), sql.Identifier(base)
+            )
         )
         self.set_comment(scratch, self._info("build", template=name))
         try:
             with psycopg.connect(self.endpoint.conninfo(scratch)) as conn:
                 for source in sources:
-                    source.apply(conn)
+                    if getattr(source, "needs_url", False):
+                        # Tools with their own engine (Alembic) connect by URL themselves.
+                        conn.commit()
+                        source.apply_url(self.endpoint.url(scratch))  # type: ignore[attr-defined]
+                    else:
+                        source.apply(conn)
             self.wait_unused(scratch)
             self.execute(
                 sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
@@ -248,6 +267,21 @@ class Provisioner:
         """Mark a database as kept for inspection (a failed test's)."""
         current = self.comment_of(name) or {}
         self.set_comment(name, {**current, "kept": time.time(), **info})
+
+    def rename(self, old: str, new: str, **info: Any) -> TestDatabase:
+        """Rename one of our databases (a pooled one becoming a kept test's), replacing a
+        leftover of seamtest's own under the new name."""
+        if self.exists(new):
+            self.drop_now(new)
+        self.wait_unused(old)
+        self.execute(
+            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(old), sql.Identifier(new)
+            )
+        )
+        current = self.comment_of(new) or {}
+        self.set_comment(new, {**current, **info})
+        return TestDatabase(new, self.endpoint)
 
     def drop_now(self, name: str) -> None:
         """Drop one of seamtest's databases, terminating its connections."""

@@ -188,8 +188,11 @@ class Address:
         with sock, sock.makefile("rwb") as stream:
             setup: list[tuple[str, ...]] = []
             if self.password is not None:
-                setup.append(("AUTH", self.password) if not self.username else
-                             ("AUTH", self.username, self.password))  # fmt: skip
+                setup.append(
+                    ("AUTH", self.password)
+                    if not self.username
+                    else ("AUTH", self.username, self.password)
+                )
             if db:
                 setup.append(("SELECT", str(db)))
             if setup:
@@ -317,28 +320,28 @@ class RedisService(Service):
     def command(self, launch: Launch) -> list[str]:
         if self.binary is None:
             raise ServiceError("RedisService needs a binary to run as a local process")
-        return [
-            str(self.binary.path),
-            "--port", str(launch.port),
-            "--bind", "127.0.0.1",
-            "--protected-mode", "yes",
-            "--unixsocket", str(launch.socket_path),
-            "--unixsocketperm", "700",
-            "--requirepass", launch.password,
-            "--save", "",
-            "--appendonly", "no",
-            "--databases", str(DATABASES),
-            "--dir", str(launch.runtime_dir),
-            "--logfile", "",
-            "--daemonize", "no",
-        ]  # fmt: skip
+        options = {
+            "port": str(launch.port),
+            "bind": "127.0.0.1",
+            "protected-mode": "yes",
+            "unixsocket": str(launch.socket_path),
+            "unixsocketperm": "700",
+            "requirepass": launch.password,
+            "save": "",  # no snapshots and no append-only file: the data is disposable
+            "appendonly": "no",
+            "databases": str(DATABASES),
+            "dir": str(launch.runtime_dir),
+            "logfile": "",  # stdout, which seamtest sends to the runtime directory's log
+            "daemonize": "no",
+        }
+        return [str(self.binary.path), *(a for k, v in options.items() for a in (f"--{k}", v))]
 
-    def address(self, launch: Launch, *, local: bool = True) -> Address:
+    def address(self, launch: Launch) -> Address:
         return Address(
             launch.host,
             launch.port,
             launch.password,
-            socket=str(launch.socket_path) if local else None,
+            socket=str(launch.socket_path) if launch.local else None,
         )
 
     def probe(self, launch: Launch) -> None:
@@ -351,9 +354,14 @@ class RedisService(Service):
         return self.binary.describe() if self.binary else "Redis"
 
     # Containers: the same server, started by the image's entry point.
-    def container_command(self, launch: Launch) -> list[str]:
-        return ["redis-server", "--requirepass", launch.password, "--save", "",
-                "--appendonly", "no", "--databases", str(DATABASES)]  # fmt: skip
+    def container_command(self, launch: Launch) -> list[str] | None:
+        options = {
+            "requirepass": launch.password,
+            "save": "",
+            "appendonly": "no",
+            "databases": str(DATABASES),
+        }
+        return ["redis-server", *(a for k, v in options.items() for a in (f"--{k}", v))]
 
     @contextlib.contextmanager
     def isolate(self, record: ServiceRecord, test: TestInfo) -> Iterator[ServiceRecord]:

@@ -80,6 +80,7 @@ class Launch:
     port: int  # a port free when it was chosen
     runtime_dir: Path  # private (0700) directory for sockets, logs and data
     password: str  # a random secret, for services that take one
+    local: bool = True  # False in a container: no unix socket is shared with the host
 
     @property
     def socket_path(self) -> Path:
@@ -167,8 +168,12 @@ class Service:
         )
 
     def environment(self, launch: Launch) -> dict[str, str]:
-        """Environment variables for the process (added to pytest's own)."""
+        """Environment variables for the process (added to pytest's own) or container."""
         return {}
+
+    def container_command(self, launch: Launch) -> list[str] | None:
+        """The container's command; None keeps the image's own."""
+        return None
 
     def probe(self, launch: Launch) -> None:
         """Return when the service answers; raise :class:`NotReady` to be asked again.
@@ -184,8 +189,11 @@ class Service:
 
     def values(self, launch: Launch) -> dict[str, str]:
         """What tests and env templates see; ``url`` is required."""
-        return {"url": f"tcp://{launch.host}:{launch.port}", "host": launch.host,
-                "port": str(launch.port)}  # fmt: skip
+        return {
+            "url": f"tcp://{launch.host}:{launch.port}",
+            "host": launch.host,
+            "port": str(launch.port),
+        }
 
     def describe(self) -> str:
         """One line for the report header and messages."""
@@ -245,8 +253,9 @@ class ServiceProcess:
     def start(self) -> ServiceRecord:
         """Start the service and return its record."""
         if self.state is not ServiceState.NEW:
-            raise ServiceError(f"cannot start service {self.service.name!r}: it is "
-                               f"{self.state.value}")  # fmt: skip
+            raise ServiceError(
+                f"cannot start service {self.service.name!r}: it is {self.state.value}"
+            )
         self.state = ServiceState.STARTING
         started = time.perf_counter()
         try:
@@ -348,9 +357,11 @@ class ServiceProcess:
     def stop(self) -> None:
         """Stop the service and remove its runtime directory."""
         if self.state is not ServiceState.RUNNING:
-            raise ServiceError(f"cannot stop service {self.service.name!r}: it is "
-                               f"{self.state.value}")  # fmt: skip
-        assert self.process is not None and self.runtime_dir is not None
+            raise ServiceError(
+                f"cannot stop service {self.service.name!r}: it is {self.state.value}"
+            )
+        assert self.process is not None
+        assert self.runtime_dir is not None
         self.state = ServiceState.STOPPING
         _watchdog.stop_group(self.process.pid, self.service.stop_signal)
         self.process.wait()

@@ -44,6 +44,12 @@ class Stats:
     teardown_seconds: list[float] = field(default_factory=list)
     kept: list[tuple[str, str]] = field(default_factory=list)  # (test id, url)
     leaks: list[str] = field(default_factory=list)
+    pool: dict[str, int] = field(default_factory=dict)
+
+    def add_pool(self, counts: dict[str, int]) -> None:
+        for key, value in counts.items():
+            self.pool[key] = self.pool.get(key, 0) + value
+
     notes: list[str] = field(default_factory=list)
 
     def merge(self, other: dict[str, Any]) -> None:
@@ -55,6 +61,7 @@ class Stats:
         self.kept += [(str(test), str(url)) for test, url in other.get("kept", [])]
         self.notes += other.get("notes", [])
         self.leaks += other.get("leaks", [])
+        self.add_pool(other.get("pool", {}))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -193,7 +200,14 @@ class Session:
             keep = bool(self.settings["seamtest_keep_failed"])
             strategy: Isolation
             if name == "database":
-                strategy = DatabasePerTest(self.provisioner, self.template, keep_failed=keep)
+                strategy = DatabasePerTest(
+                    self.provisioner,
+                    self.template,
+                    keep_failed=keep,
+                    pool_size=self.settings.pool_size,
+                    recycle=bool(self.settings["seamtest_recycle"]),
+                    worker=self.worker,
+                )
             elif name == "transaction":
                 strategy = TransactionIsolation(self.provisioner, self.template, self.worker)
             elif name == "reset":
@@ -262,6 +276,10 @@ class Session:
         """Give back this process's databases (the server stays until the run ends)."""
         for strategy in self._strategies.values():
             strategy.close()
+            pool = getattr(strategy, "pool", None)
+            if pool is not None:
+                self.stats.add_pool(pool.stats.as_dict())
+                self.stats.notes += pool.notes()
         self._strategies.clear()
         if self._provisioner is not None:
             if self.run.is_owner:

@@ -210,6 +210,13 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             f"{Stats.percentiles(stats.setup_seconds)}; teardown "
             f"{Stats.percentiles(stats.teardown_seconds)}"
         )
+    if stats.pool:
+        pool = stats.pool
+        write(
+            f"pool: {pool.get('hits', 0)} hits, {pool.get('misses', 0)} misses; "
+            f"{pool.get('cloned', 0)} cloned, {pool.get('recycled', 0)} recycled, "
+            f"{pool.get('discarded', 0)} discarded"
+        )
     for nodeid, url in stats.kept:
         write(f"kept {nodeid}: {url}")
     if stats.kept and not seamtest.settings["seamtest_url"]:

@@ -100,7 +100,7 @@ def test_xdist_workers_share_one_server_that_stops_with_the_run(project: pytest.
     # The run is over: its server has stopped and its data is gone.
     assert not running(seen["one"]["postmaster"])
     assert not Path(seen["one"]["data"]).parent.exists()
-    result.stdout.fnmatch_lines(["*- seamtest -*", "server: PostgreSQL *"])
+    result.stdout.fnmatch_lines(["=* seamtest =*", "server: PostgreSQL *"])
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root can test running as root")

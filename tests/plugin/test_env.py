@@ -115,6 +115,8 @@ def test_each_xdist_worker_gets_its_own_session_database_dropped_at_the_end(
         """,
     )
     result = run_inner(inner, "-n", "2")
+    # The xdist controller imports conftest.py too, so it needs the variables as well.
+    assert "ImportError while loading conftest" not in result.stderr.str()
     result.assert_outcomes(passed=4)
     seen = read_out(inner)
     assert len(seen) == 1  # one worker ran the env test; the other ran the rest

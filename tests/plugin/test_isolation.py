@@ -146,3 +146,17 @@ def test_the_template_is_built_once_and_shared_by_workers_and_runs(
     [line] = [line for line in second.outlines if line.startswith("template ")]
     assert ": reused in" in line
     assert line.split(":")[0] == lines[0].split(":")[0]  # the same template
+
+
+@pytest.mark.parametrize("isolation", ["transaction", "reset"])
+def test_other_isolation_strategies_share_no_state_either(
+    project: pytest.Pytester, isolation: str
+) -> None:
+    # The same committing tests; db_url is for the database strategy (transaction refuses it).
+    project.makepyfile(test_sync=SYNC_TESTS, test_async=ASYNCIO_TESTS)
+    result = run_inner(
+        project, f"--seamtest-isolation={isolation}", "-p", "asyncio", "--asyncio-mode=auto",
+        "-k", "not test_db_url",
+    )
+    result.assert_outcomes(passed=7, deselected=4)
+    result.stdout.fnmatch_lines([f"*isolation: {isolation} (from --seamtest-isolation)*"])

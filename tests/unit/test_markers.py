@@ -9,11 +9,10 @@ from seamtest.fixtures import marker_arguments
 
 
 def test_the_arguments_and_their_defaults() -> None:
-    assert marker_arguments() == {"fixtures": (), "isolation": None}
-    assert marker_arguments(fixtures=["users", "orders"], isolation="database") == {
-        "fixtures": ("users", "orders"),
-        "isolation": "database",
-    }
+    defaults = marker_arguments()
+    assert (defaults["fixtures"], defaults["isolation"]) == ((), None)
+    given = marker_arguments(fixtures=["users", "orders"], isolation="database")
+    assert (given["fixtures"], given["isolation"]) == (("users", "orders"), "database")
 
 
 def test_a_misspelt_keyword_raises_type_error_naming_it() -> None:

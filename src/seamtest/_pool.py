@@ -1,0 +1,215 @@
+"""A warm pool of clones: a test should never wait for PostgreSQL to copy files.
+
+A background thread keeps ``size`` databases cloned from the template and ready, each
+with a connection already open, so taking one costs a queue pop. With recycling, a
+database whose test passed comes back through the same thread: the reset machinery
+(statement triggers, snapshots, see ``_reset``) cleans only what the test dirtied, a
+digest then proves it equal to a fresh clone (row counts, sequences, schema, large
+objects), and only then does it go back in the pool. Anything else is dropped and
+replaced by a new clone: a schema change, a failed proof, a test still connected.
+
+Recycling needs the reset machinery inside each clone, so recycled pools clone from a
+layer template (the user's template plus the ``seamtest_reset`` schema and triggers),
+built once per template; ``seamtest_recycle = false`` clones the user's template as is.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from . import _reset
+from ._names import database_name, digest
+from ._provision import Provisioner, Template, TestDatabase
+
+#: Seconds a test waits for the pool before cloning in the foreground.
+TAKE_TIMEOUT = 10.0
+
+
+@dataclass
+class Ready:
+    """A pooled database with the connection opened for it."""
+
+    database: TestDatabase
+    conn: psycopg.Connection[Any] | None
+    recycled: bool = False
+
+
+@dataclass
+class PoolStats:
+    hits: int = 0
+    misses: int = 0
+    cloned: int = 0
+    recycled: int = 0
+    discarded: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class RecycleLayer:
+    """The migration-source face of the reset machinery, for building the layer template."""
+
+    def describe(self) -> str:
+        return "seamtest recycling (reset triggers)"
+
+    def fingerprint(self) -> str:
+        return digest(_reset.INSTRUMENT, 16)
+
+    def apply(self, conn: psycopg.Connection[Any]) -> None:
+        _reset.instrument(conn)
+
+
+class ClonePool:
+    """Ready clones of one template for one process, refilled in the background."""
+
+    def __init__(
+        self,
+        provisioner: Provisioner,
+        template: Template,
+        *,
+        size: int,
+        recycle: bool,
+        worker: str,
+    ) -> None:
+        self.provisioner = provisioner
+        self.template = template
+        self.size = max(1, size)
+        self.recycle = recycle
+        self.worker = worker
+        self.stats = PoolStats()
+        self._ready: collections.deque[Ready] = collections.deque()
+        self._returned: collections.deque[str] = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._serial = 0
+        self._baseline: dict[str, Any] | None = None
+        self._errors: list[str] = []
+        self._thread = threading.Thread(target=self._run, name="seamtest-pool", daemon=True)
+        self._thread.start()
+
+    # -- the test's side -----------------------------------------------------------------
+    def take(self) -> Ready:
+        """A ready database: at once (a hit), or the next one the pool finishes (a miss).
+
+        Waiting for the background thread is never slower than cloning here: it is
+        already cloning or recycling (a recycle takes a few ms, a clone ~20 ms). If it
+        stalls (an error), clone in the foreground after ``TAKE_TIMEOUT``.
+        """
+        with self._cond:
+            if self._ready:
+                self.stats.hits += 1
+            else:
+                self.stats.misses += 1
+                self._cond.wait_for(lambda: bool(self._ready) or self._closed, TAKE_TIMEOUT)
+            if self._ready:
+                ready = self._ready.popleft()
+                self._cond.notify_all()
+                return ready
+        return Ready(self._clone(), None)
+
+    def give_back(self, database: TestDatabase) -> None:
+        """The test passed: recycle its database, or drop it."""
+        if not self.recycle:
+            self.provisioner.drop_later(database.name, "pooled database")
+            return
+        with self._cond:
+            self._returned.append(database.name)
+            self._cond.notify_all()
+
+    # -- the background thread -----------------------------------------------------------
+    def _next_name(self) -> str:
+        with self._cond:
+            self._serial += 1
+            serial = self._serial
+        unique = f"{self.provisioner.run_id}:{self.worker}:{self.template.name}:{serial}"
+        return database_name(self.provisioner.prefix, "p", self.worker, unique=unique)
+
+    def _clone(self) -> TestDatabase:
+        database = self.provisioner.create(self._next_name(), self.template.name, pooled=True)
+        with self._cond:
+            self.stats.cloned += 1
+        return database
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and not self._returned and len(self._ready) >= self.size:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                returned = self._returned.popleft() if self._returned else None
+            try:
+                ready = self._recycled(returned) if returned else None
+                if ready is None and returned is None:
+                    database = self._clone()
+                    conn = psycopg.connect(database.conninfo)
+                    if self.recycle and self._baseline is None:
+                        self._baseline = _reset.digest(conn)  # a fresh clone's state
+                        conn.rollback()
+                    ready = Ready(database, conn)
+            except Exception as exc:  # reported at the end; the test side clones on a miss
+                self._errors.append(f"pool: {exc}")
+                time.sleep(0.1)
+                continue
+            if ready is None:
+                continue
+            with self._cond:
+                if self._closed:
+                    self._discard_ready(ready)
+                    return
+                self._ready.append(ready)
+                self._cond.notify_all()
+
+    def _recycled(self, name: str) -> Ready | None:
+        """Reset ``name`` in place; None (and the database dropped) if it cannot be proven clean."""
+        database = TestDatabase(name, self.provisioner.endpoint, self.template.name)
+        if self.provisioner.wait_unused(name, timeout=1.0):
+            self._discard(name, "still connected")
+            return None
+        conn = psycopg.connect(database.conninfo)
+        try:
+            if _reset.reset(conn) < 0:
+                conn.close()
+                self._discard(name, "schema changed")
+                return None
+            state = _reset.digest(conn)
+            if self._baseline is None or _reset.differences(self._baseline, state):
+                conn.close()
+                self._discard(name, "not provably clean")
+                return None
+        except psycopg.Error:
+            conn.close()
+            self._discard(name, "reset failed")
+            return None
+        with self._cond:
+            self.stats.recycled += 1
+        return Ready(database, conn, recycled=True)
+
+    def _discard(self, name: str, reason: str) -> None:
+        with self._cond:
+            self.stats.discarded += 1
+        self.provisioner.drop_later(name, f"pooled database ({reason})")
+
+    def _discard_ready(self, ready: Ready) -> None:
+        if ready.conn is not None:
+            ready.conn.close()
+        self.provisioner.drop_later(ready.database.name, "pooled database (unused)")
+
+    def notes(self) -> list[str]:
+        return list(self._errors)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=60)
+        while self._ready:
+            self._discard_ready(self._ready.popleft())
+        while self._returned:
+            self.provisioner.drop_later(self._returned.popleft(), "pooled database")
