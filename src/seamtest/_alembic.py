@@ -18,11 +18,12 @@ from __future__ import annotations
 import ast
 import asyncio
 import hashlib
+import io
 import os
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -35,7 +36,6 @@ from .errors import ConfigError, MigrationError
 if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import Script, ScriptDirectory
-    from sqlalchemy.engine import Connection
 
 T = TypeVar("T")
 
@@ -215,7 +215,7 @@ class AlembicMigration:
                 f"{self.origin} = {self.spec!r}: {self.ini} does not exist. Name the "
                 "project's ini file: 'alembic:path/to/alembic.ini'."
             )
-        cfg = Config(str(self.ini), stdout=_Discard())
+        cfg = Config(str(self.ini), stdout=io.StringIO())
         if cfg.get_main_option("script_location") is None:
             raise ConfigError(
                 f"{self.ini}: no script_location in its [alembic] section; is it an "
@@ -224,7 +224,8 @@ class AlembicMigration:
         if url is not None:
             configured = cfg.get_main_option("sqlalchemy.url")
             # configparser interpolates %, so a quoted password must double it.
-            cfg.set_main_option("sqlalchemy.url", sqlalchemy_url(url, configured).replace("%", "%%"))
+            value = sqlalchemy_url(url, configured).replace("%", "%%")
+            cfg.set_main_option("sqlalchemy.url", value)
         return cfg
 
     def script(self) -> ScriptDirectory:
@@ -306,10 +307,8 @@ class AlembicMigration:
     def error(self, exc: BaseException) -> MigrationError:
         """A MigrationError naming the migration file and line that failed, and why."""
         script_dir = self.ini.parent
-        try:
+        with suppress(Exception):  # the ini itself is what is broken: keep its folder
             script_dir = Path(self.script().dir).resolve()
-        except Exception:  # noqa: S110 - the ini itself is what is broken; keep its folder
-            pass
         where = ""
         for frame in reversed(traceback.extract_tb(exc.__traceback__)):
             path = Path(frame.filename)
@@ -337,7 +336,10 @@ def describe_exception(exc: BaseException) -> str:
             lines = [f"{orig.diag.severity or 'ERROR'}: {orig.diag.message_primary}"]
             lines += [
                 f"  {label}: {value}"
-                for label, value in (("DETAIL", orig.diag.message_detail), ("HINT", orig.diag.message_hint))
+                for label, value in (
+                    ("DETAIL", orig.diag.message_detail),
+                    ("HINT", orig.diag.message_hint),
+                )
                 if value
             ]
             return "\n".join(lines)
@@ -346,13 +348,3 @@ def describe_exception(exc: BaseException) -> str:
         cause = cause.__cause__
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
-class _Discard:
-    """Alembic's ``print_stdout`` target: seamtest keeps test output clean."""
-
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None:
-        pass

@@ -135,12 +135,8 @@ def _apps_module() -> Any:
 def isolation_of(request: pytest.FixtureRequest) -> str:
     """The isolation strategy in force for the requesting test."""
     item = request.node
-    getter = getattr(fixtures, "isolation_of", None)
-    if getter is not None:
-        return str(getter(item))
     assert isinstance(item, pytest.Item)
-    marked = fixtures.marker_for(item).get("isolation")
-    return str(marked or request.config.stash[fixtures.SESSION].settings.isolation)
+    return fixtures.isolation_of(item)
 
 
 def check_wiring(isolation: str, connection_spec: str | None) -> None:

@@ -8,10 +8,7 @@ Alembic (``_alembic.py``) and yoyo-migrations. A source that runs its own connec
 ``apply_url(url)`` instead. Errors name the file, the line and the server's message,
 because "syntax error at or near" without a file is a puzzle.
 
-Everything that decides what a template holds is in its key (``template_inputs``): the
-sources' fingerprints, the server's version and available extensions, seamtest's version,
-the installed versions of ``seamtest_template_deps`` and the user's key. The inputs are
-recorded per part and per file, so a rebuild can say what changed.
+What else goes into a template's key lives in ``_fingerprint.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ import importlib
 import inspect
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -211,13 +208,12 @@ class YoyoMigration:
 
     def _yoyo(self) -> Any:
         try:
-            import yoyo
+            return importlib.import_module("yoyo")
         except ImportError as exc:
             raise ConfigError(
                 f"{self.origin}: 'yoyo:{self.path}' needs yoyo-migrations: pip install "
                 "yoyo-migrations"
             ) from exc
-        return yoyo
 
     def files(self) -> list[Path]:
         if not self.path.is_dir():
@@ -349,7 +345,7 @@ def parse_sources(
     return sources
 
 
-def _setting(settings: Settings, name: str, default: Any) -> tuple[Any, str]:
+def setting(settings: Settings, name: str, default: Any) -> tuple[Any, str]:
     """A setting and its origin; the default while an option is not in the table yet."""
     if name in settings.values:
         return settings[name], settings.origin(name)
@@ -358,7 +354,7 @@ def _setting(settings: Settings, name: str, default: Any) -> tuple[Any, str]:
 
 def seed_sources(settings: Settings) -> list[MigrationSource]:
     """``seamtest_seed`` lines: SQL files or directories, or ``module:function``."""
-    values, origin = _setting(settings, "seamtest_seed", ())
+    values, origin = setting(settings, "seamtest_seed", ())
     sources: list[MigrationSource] = []
     files: list[Path] = []
     for value in (v.strip() for v in values):
@@ -385,102 +381,6 @@ def template_sources(settings: Settings) -> list[MigrationSource]:
         env_templates(settings),
     )
     return migrations + seed_sources(settings)
-
-
-# -- fingerprints -----------------------------------------------------------------------
-#: What the server can CREATE EXTENSION: a different postgis makes a different template.
-EXTENSIONS_QUERY = "SELECT name, default_version FROM pg_available_extensions ORDER BY name"
-
-
-def extensions_fingerprint(rows: Iterable[Sequence[Any]]) -> str:
-    """A short digest of ``EXTENSIONS_QUERY``'s rows."""
-    return _short("\n".join(f"{name} {version}" for name, version in rows).encode())
-
-
-def installed_versions(names: Iterable[str], origin: str = "seamtest_template_deps") -> str:
-    """``name==version`` of each installed distribution; a missing one is an error."""
-    pins = []
-    for name in sorted({n.strip() for n in names if n.strip()}):
-        try:
-            pins.append(f"{name}=={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            raise ConfigError(
-                f"{origin}: {name!r} is not installed; name installed distributions whose "
-                "version decides what the template holds (pip show NAME)."
-            ) from None
-    return ", ".join(pins)
-
-
-def fingerprint_extras(settings: Settings, extensions: str = "") -> str:
-    """The inputs ``template_key`` does not see by itself, as one text for its user key:
-    ``seamtest_template_deps``' versions, the server's extensions, the user's key."""
-    deps, origin = _setting(settings, "seamtest_template_deps", ())
-    parts = {
-        "deps": installed_versions(deps, origin),
-        "extensions": extensions,
-        "key": settings["seamtest_template_key"],
-    }
-    return "\n".join(f"{name} {value}" for name, value in parts.items())
-
-
-def template_inputs(
-    sources: Sequence[MigrationSource], server_version: str, extras: str
-) -> dict[str, str]:
-    """Every input of a template by name, file by file where a source has files.
-
-    Stored with the template (``"inputs"`` in its comment) so that a later build can
-    say what changed (``explain_rebuild``).
-    """
-    from . import __version__
-
-    inputs = {"seamtest": __version__, "server": server_version}
-    for line in extras.splitlines():
-        name, _, value = line.partition(" ")
-        inputs[name] = _short(value.encode()) if value else ""
-    for source in sources:
-        label = source.describe()
-        manifest = getattr(source, "manifest", None)
-        if manifest is None:
-            inputs[label] = _short(source.fingerprint().encode())
-            continue
-        files: Mapping[str, str] = manifest()
-        inputs[label] = _short(source.fingerprint().encode())
-        inputs.update({f"{label} | {name}": value for name, value in files.items()})
-    return inputs
-
-
-def config_id(sources: Sequence[MigrationSource]) -> str:
-    """Which configuration a template belongs to, whatever its content: the sources'
-    descriptions. Templates with the same id are versions of one another."""
-    return _short("\n".join(s.describe() for s in sources).encode())
-
-
-def explain_rebuild(previous: Mapping[str, str] | None, current: Mapping[str, str]) -> str:
-    """Why a template was built: ``first build`` or ``X changed`` (at most five names)."""
-    if not previous:
-        return "built: no earlier template for these migrations"
-    changed: list[str] = []
-    for name in sorted(set(previous) | set(current)):
-        if previous.get(name) == current.get(name):
-            continue
-        label, sep, file = name.partition(" | ")
-        if sep:
-            verb = "added" if name not in previous else "removed" if name not in current else "changed"
-            changed.append(f"{file} {verb}")
-        elif not any(other.startswith(label + " | ") for other in current):
-            changed.append(f"{name} changed")
-    if not changed:
-        return "built: the inputs match an earlier template (was it dropped, or forced?)"
-    shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-    return f"built because {shown}"
-
-
-def fixture_fingerprint(paths: Iterable[Path]) -> str:
-    """Content hash of fixture files, for templates that include fixtures (layers)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

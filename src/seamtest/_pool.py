@@ -179,7 +179,7 @@ class ClonePool:
                 self._discard(name, "schema changed")
                 return None
             state = _reset.digest(conn)
-            if self._baseline is None or _reset.differences(self._baseline, state):
+            if self._baseline is None or _reset.differences(self._baseline, state, roles=False):
                 conn.close()
                 self._discard(name, "not provably clean")
                 return None

@@ -24,11 +24,15 @@ from psycopg import sql
 
 from . import __version__
 from ._migrations import MigrationSource
-from ._names import database_name, digest
+from ._names import MAX_IDENTIFIER, database_name, digest
 from ._server import Endpoint
 from .errors import DatabaseError
 
 COMMENT_TAG = "seamtest:"
+#: Advisory-lock class of run leases: every process of a live run holds a shared lock on
+#: (LEASE_CLASS, its run's id) through its admin connection, so other runs can tell a
+#: live run's databases (never touched) from a crashed run's (collected).
+LEASE_CLASS = 0x5EA8
 #: The first key of seamtest's two-int advisory locks, so they never collide with an
 #: application's single-bigint locks or its own two-int ones ( 0x5EA7 = "SEAT").
 LOCK_CLASS = 0x5EA7
@@ -103,6 +107,9 @@ class Provisioner:
         self.prefix = prefix
         self.run_id = run_id
         self._admin = endpoint.connect()
+        self._admin.execute(
+            "SELECT pg_advisory_lock_shared(%s, %s)", [LEASE_CLASS, _lock_id(run_id)]
+        )
         self._lock = threading.Lock()
         self._dropper = _Dropper(endpoint, self)
         # PostgreSQL 15 added STRATEGY; FILE_COPY clones in about half WAL_LOG's time
@@ -164,6 +171,50 @@ class Provisioner:
                 return count
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
+
+    def run_alive(self, run_id: str) -> bool:
+        """Whether a process of ``run_id`` still holds its lease on this server."""
+        if run_id == self.run_id:
+            return True
+        try:
+            lock = [LEASE_CLASS, _lock_id(run_id)]
+        except ValueError:
+            return False
+        rows = self.execute(sql.SQL("SELECT pg_try_advisory_lock(%s, %s)"), lock)
+        if rows and rows[0][0]:
+            self.execute(sql.SQL("SELECT pg_advisory_unlock(%s, %s)"), lock)
+            return False
+        return True
+
+    def ours(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every database on the server with seamtest's prefix and bookkeeping."""
+        rows = self.execute(
+            sql.SQL(
+                "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
+                "WHERE datname LIKE %s ORDER BY datname"
+            ),
+            [self.prefix.replace("_", r"\_") + "%"],
+        )
+        found = []
+        for name, comment in rows:
+            info = read_comment(comment)
+            if info is not None:
+                found.append((str(name), info))
+        return found
+
+    def collect_garbage(self, kept_ttl_seconds: float) -> list[str]:
+        """Drop what dead runs left (except kept databases younger than the TTL)."""
+        dropped = []
+        now = time.time()
+        for name, info in self.ours():
+            if info.get("kind") == "template" or self.run_alive(str(info.get("run", ""))):
+                continue
+            kept = info.get("kept")
+            if kept is not None and now - float(kept) < kept_ttl_seconds:
+                continue
+            self.drop_now(name)
+            dropped.append(name)
+        return dropped
 
     # -- templates ---------------------------------------------------------------------
     def ensure_template(
@@ -252,6 +303,11 @@ class Provisioner:
                 ) from None
             if leftover.get("run") == self.run_id:
                 raise
+            if self.run_alive(str(leftover.get("run", ""))):
+                # Another live run (a CI shard on a shared server) has this test's
+                # database: never touch it; use a name of our own.
+                name = f"{name[: MAX_IDENTIFIER - 9]}_{self.run_id}"
+                return self.create(name, template, **info)
             self.drop_now(name)  # a kept or abandoned database of an earlier run
             self.execute(query)
         except psycopg.errors.ObjectInUse as exc:

@@ -171,12 +171,19 @@ def digest(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     return value
 
 
-def differences(before: dict[str, Any], after: dict[str, Any], *, data: bool = True) -> list[str]:
-    """What changed between two digests, in words; ``data=False`` checks schema only."""
+def differences(
+    before: dict[str, Any], after: dict[str, Any], *, data: bool = True, roles: bool = True
+) -> list[str]:
+    """What changed between two digests, in words.
+
+    ``data=False`` compares the schema (and roles) only. ``roles=False`` skips roles,
+    which are global to the server: under xdist another worker's test may have changed
+    them, so they cannot be pinned on this one.
+    """
     found = []
     if before["schema"] != after["schema"]:
         found.append("the schema changed (tables or columns added, dropped or altered)")
-    if before["roles"] != after["roles"]:
+    if roles and before["roles"] != after["roles"]:
         added = sorted(set(after["roles"]) - set(before["roles"]))
         removed = sorted(set(before["roles"]) - set(after["roles"]))
         found.append(f"roles changed (added {added}, removed {removed})")

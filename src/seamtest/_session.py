@@ -16,8 +16,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from psycopg import sql
-
 from . import _watchdog
 from ._binaries import find_binaries
 from ._config import ISOLATIONS, Settings, env_templates, server_settings
@@ -26,7 +24,7 @@ from ._isolation import DatabasePerTest, DatabaseRequest, Isolation, Outcome
 from ._kept import collect_kept, kept_root
 from ._migrations import FixtureFiles, parse_sources
 from ._privilege import RunAs, choose_run_as
-from ._provision import Provisioner, Template, TestDatabase, read_comment
+from ._provision import Provisioner, Template, TestDatabase
 from ._run import Run, ServerRecord
 from ._server import ExternalServer, parse_url
 from ._shared import ResetIsolation, TransactionIsolation, UniqueIsolation, drop_unique
@@ -154,24 +152,9 @@ class Session:
                 run_id=self.run.run_id,
             )
             if self.run.is_owner:
-                self._collect_expired(self._provisioner)
+                self._provisioner.collect_garbage(self.settings.kept_ttl_seconds)
                 collect_kept(self.settings.kept_ttl_seconds / 3600)
         return self._provisioner
-
-    def _collect_expired(self, provisioner: Provisioner) -> None:
-        """Drop kept databases older than seamtest_kept_ttl (earlier runs' failures)."""
-        cutoff = time.time() - self.settings.kept_ttl_seconds
-        rows = provisioner.execute(
-            sql.SQL(
-                "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
-                "WHERE datname LIKE %s"
-            ),
-            [provisioner.prefix.replace("_", r"\_") + "%"],
-        )
-        for name, comment in rows:
-            info = read_comment(comment)
-            if info and info.get("kind") == "test" and info.get("kept", cutoff) < cutoff:
-                provisioner.drop_now(name)
 
     # -- templates and databases -------------------------------------------------------
     def template(self) -> Template:

@@ -110,6 +110,7 @@ class TransactionIsolation(Isolation):
         self, provisioner: Provisioner, template: Callable[[], Template], worker: str
     ) -> None:
         self.shared = _SharedDatabase(provisioner, template, "x", worker)
+        self.check_roles = worker == "main"  # roles are global: unattributable under xdist
         self.transaction: SharedTransaction | None = None
         self._before: dict[str, Any] | None = None
         self._admin: psycopg.Connection[Any] | None = None
@@ -161,7 +162,7 @@ class TransactionIsolation(Isolation):
         outcome = Outcome()
         if self._before is not None:
             after = _reset.digest(self._admin_connection(database))
-            outcome.leaks = _reset.differences(self._before, after)
+            outcome.leaks = _reset.differences(self._before, after, roles=self.check_roles)
             self._before = None
             if outcome.leaks:
                 self._close_admin()
@@ -210,6 +211,7 @@ class ResetIsolation(Isolation):
         keep_failed: bool,
     ) -> None:
         self.shared = _SharedDatabase(provisioner, template, "r", worker)
+        self.check_roles = worker == "main"  # roles are global: unattributable under xdist
         self.provisioner = provisioner
         self.keep_failed = keep_failed
         self._admin: psycopg.Connection[Any] | None = None
@@ -269,7 +271,9 @@ class ResetIsolation(Isolation):
                 _reset.vacuum(self._admin)
             if request.leaks != "off":
                 assert self._baseline is not None
-                outcome.leaks = _reset.differences(self._baseline, _reset.digest(self._admin))
+                outcome.leaks = _reset.differences(
+                    self._baseline, _reset.digest(self._admin), roles=self.check_roles
+                )
                 if outcome.leaks:
                     self._rebuild(f"{request.nodeid} leaked")
         if self._prefetch is not None:
@@ -320,6 +324,7 @@ class UniqueIsolation(Isolation):
         self.provisioner = provisioner
         self.template = template
         self.run = run
+        self.check_roles = run.is_owner  # roles are global: unattributable under xdist
         self.database: TestDatabase | None = None
         self._baseline: dict[str, Any] | None = None
         self._prefetch: Prefetcher | None = None
@@ -357,7 +362,7 @@ class UniqueIsolation(Isolation):
         outcome = Outcome()
         if request.leaks != "off" and self._admin is not None and self._baseline is not None:
             outcome.leaks = _reset.differences(
-                self._baseline, _reset.digest(self._admin), data=False
+                self._baseline, _reset.digest(self._admin), data=False, roles=self.check_roles
             )
             if outcome.leaks:
                 self._baseline = _reset.digest(self._admin)  # report each change once

@@ -102,3 +102,50 @@ def test_no_app_configured_says_what_to_set(project: pytest.Pytester) -> None:
     result = run_inner(project)
     result.assert_outcomes(errors=1)
     assert "no application to test: set the ini option seamtest_app" in result.stdout.str()
+
+
+TRANSACTION_TESTS = """
+    import pytest
+
+    pytestmark = pytest.mark.seamtest(isolation="transaction")
+
+    def labels(db):
+        return [r[0] for r in db.execute("SELECT label FROM items ORDER BY id")]
+
+    @pytest.mark.parametrize("n", range(3))
+    def test_the_app_joins_the_tests_transaction(client, db, n):
+        db.execute("INSERT INTO items (label) VALUES (%s)", [f"test-{n}"])
+        db.commit()  # a savepoint under this strategy
+        assert client.get("/items").json() == ["seed", f"test-{n}"]  # nothing of the others
+        assert client.post("/items", json={"label": f"app-{n}"}).status_code == 201
+        assert client.post("/conflict").status_code == 409
+        assert labels(db) == ["seed", f"test-{n}", f"app-{n}"]
+
+    async def test_aclient_joins_it_too(aclient, db):
+        db.execute("INSERT INTO items (label) VALUES ('mine')")
+        assert (await aclient.get("/items")).json() == ["seed", "mine"]
+"""
+
+
+def test_under_transaction_isolation_the_app_joins_the_test_transaction(
+    project: pytest.Pytester,
+) -> None:
+    project.makepyfile(test_tx=TRANSACTION_TESTS)
+    result = run_inner(
+        project,
+        "--seamtest-app-connection=fastapp:get_connection",
+        "-p",
+        "asyncio",
+        "--asyncio-mode=auto",
+    )
+    result.assert_outcomes(passed=4)
+
+
+def test_under_transaction_isolation_an_unwired_app_is_refused(project: pytest.Pytester) -> None:
+    project.makepyfile(test_tx=TRANSACTION_TESTS)
+    result = run_inner(project, "-p", "asyncio", "--asyncio-mode=auto")
+    result.assert_outcomes(errors=4)
+    assert (
+        "TransactionIsolationError: this test runs under isolation='transaction'"
+        in result.stdout.str()
+    )

@@ -12,8 +12,7 @@ import pytest
 
 from seamtest._server import Endpoint
 from seamtest.fixtures import marker_arguments
-
-from ..helpers import run_inner, write_files, write_ini
+from tests.helpers import run_inner, write_files, write_ini
 
 TESTS = {
     "test_both.py": """\
@@ -30,7 +29,8 @@ TESTS = {
             with open(os.environ["PIDS"], "a") as out:
                 out.write(f"{redis.info()['process_id']}\\n")
             assert redis_url.startswith("redis://:")
-            assert redis_url.endswith("/" + str(int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]) + 1))
+            worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])
+            assert redis_url.endswith(f"/{worker + 1}")  # the worker's own database
 
         async def test_async(aredis):
             await aredis.set("a", "1")
@@ -160,7 +160,8 @@ def test_a_users_own_service(inner: pytest.Pytester) -> None:
 
                     def probe(self, launch):
                         try:
-                            urllib.request.urlopen(f"http://{launch.host}:{launch.port}/", timeout=1)
+                            url = f"http://{launch.host}:{launch.port}/"
+                            urllib.request.urlopen(url, timeout=1).close()
                         except OSError as exc:
                             raise NotReady(str(exc)) from exc
 

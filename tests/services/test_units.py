@@ -36,7 +36,9 @@ from seamtest.errors import ConfigError, RemoteServerRefused
 
 
 def test_find_redis_explicit_path_that_is_not_a_server(tmp_path: Path) -> None:
-    with pytest.raises(ServiceNotFoundError, match="SEAMTEST_REDIS_BIN names .* not an executable"):
+    with pytest.raises(
+        ServiceNotFoundError, match=r"SEAMTEST_REDIS_BIN names .* not an executable"
+    ):
         find_redis(str(tmp_path / "nope"), "SEAMTEST_REDIS_BIN")
 
 
