@@ -15,6 +15,7 @@ from ._cluster import cache_dir
 from ._embedded import EmbeddedServer, runtime_parent
 from ._kept import collect_kept, find_kept, kept_runs
 from ._privilege import choose_run_as
+from ._reuse import down, up
 from .errors import SeamtestError
 
 
@@ -95,6 +96,22 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _up(args: argparse.Namespace) -> int:
+    binaries = find_binaries(args.bin_dir or os.environ.get("SEAMTEST_BIN_DIR"), "--bin-dir")
+    record, started = up(binaries, choose_run_as(args.user), {})
+    verb = "started" if started else "already running"
+    print(f"seamtest server {verb}: {record.endpoint.description}")
+    print(f"  {record.endpoint.url()}")
+    print("pytest runs use it automatically (seamtest_reuse); 'seamtest down' stops it")
+    return 0
+
+
+def _down(_args: argparse.Namespace) -> int:
+    record = down()
+    print("stopped the seamtest up server" if record else "no seamtest up server runs")
+    return 0
+
+
 def _gc(args: argparse.Namespace) -> int:
     removed = collect_kept(args.older_than)
     print(f"removed {len(removed)} kept run(s)" + (": " + ", ".join(removed) if removed else ""))
@@ -116,6 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("run_id")
     serve.add_argument("--user", help="account to run the server as when root")
     serve.set_defaults(func=_serve)
+    up_cmd = commands.add_parser("up", help="start a server that runs keep using between runs")
+    up_cmd.add_argument("--bin-dir", help="directory of server binaries to use")
+    up_cmd.add_argument("--user", help="account to run the server as when root")
+    up_cmd.set_defaults(func=_up)
+    commands.add_parser("down", help="stop the 'seamtest up' server").set_defaults(func=_down)
     gc = commands.add_parser("gc", help="remove kept runs older than --older-than hours")
     gc.add_argument("--older-than", type=float, default=24.0, metavar="HOURS")
     gc.set_defaults(func=_gc)

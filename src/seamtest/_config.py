@@ -96,6 +96,12 @@ OPTIONS = (
         "database",
     ),
     Option(
+        "seamtest_reuse",
+        "Use the server 'seamtest up' started, when one runs, instead of starting one.",
+        "bool",
+        True,
+    ),
+    Option(
         "seamtest_pool_size",
         "Clones kept ready per process for isolation='database' (0: clone on demand).",
         "string",

@@ -45,6 +45,9 @@ TEST_SETTINGS: dict[str, str] = {
     # xdist workers each hold a few connections; 200 leaves room for -n 16 with pools.
     "max_connections": "200",
     "listen_addresses": "127.0.0.1",
+    # Dynamic shared memory as files in the data directory, not /dev/shm segments: an
+    # immediate shutdown (or SIGKILL) leaves POSIX segments behind; files go with the data.
+    "dynamic_shared_memory_type": "mmap",
     "unix_socket_permissions": "0700",
 }
 
@@ -89,9 +92,11 @@ class EmbeddedServer:
         watch_dirs: tuple[Path, ...] = (),
         existing: Path | None = None,
         password: str | None = None,
+        watchdog: bool = True,
     ) -> None:
         """``existing`` restarts a runtime directory kept by an earlier run (its data is
-        kept, not removed, when the watchdog fires); ``password`` keeps its password."""
+        kept, not removed, when the watchdog fires); ``password`` keeps its password;
+        ``watchdog=False`` is for ``seamtest up``, whose server outlives any pytest."""
         require_major(binaries)
         self.binaries = reachable_binaries(binaries, run_as)
         self.run_as = run_as
@@ -100,6 +105,7 @@ class EmbeddedServer:
         self.start_timeout = start_timeout
         self.watch_dirs = watch_dirs
         self.existing = existing
+        self.watchdog = watchdog
         self.password = password or secrets.token_urlsafe(24)
         self.state = ServerState.NEW
         self.runtime_dir: Path | None = None
@@ -228,7 +234,8 @@ class EmbeddedServer:
             break
         else:
             raise self._failure("PostgreSQL could not bind a free port in three attempts.")
-        _watchdog.spawn(self.owner_pid, self.process.pid, self.runtime_dir, *self.watch_dirs)
+        if self.watchdog:
+            _watchdog.spawn(self.owner_pid, self.process.pid, self.runtime_dir, *self.watch_dirs)
         self.endpoint = endpoint
         self.state = ServerState.RUNNING
         return endpoint

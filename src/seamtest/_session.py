@@ -25,6 +25,7 @@ from ._kept import collect_kept, kept_root
 from ._migrations import FixtureFiles, parse_sources
 from ._privilege import RunAs, choose_run_as
 from ._provision import Provisioner, Template, TestDatabase
+from ._reuse import find_running
 from ._run import Run, ServerRecord
 from ._server import ExternalServer, parse_url
 from ._shared import ResetIsolation, TransactionIsolation, UniqueIsolation, drop_unique
@@ -105,6 +106,15 @@ class Session:
                 origin=self.settings.origin("seamtest_url"),
             )
             return ServerRecord(ExternalServer(endpoint).start())
+        if self.settings["seamtest_reuse"]:
+            running = find_running(self.settings["seamtest_bin_dir"])
+            if running is not None:
+                self.stats.server = {
+                    "started_here": True,
+                    "description": f"{running.endpoint.description}, started by 'seamtest up'",
+                    "reused": True,
+                }
+                return ServerRecord(running.endpoint)  # no pid: this run does not stop it
         binaries = find_binaries(
             self.settings["seamtest_bin_dir"], self.settings.origin("seamtest_bin_dir")
         )

@@ -195,9 +195,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     write = terminalreporter.write_line
     terminalreporter.section("seamtest")
     server = stats.server
-    if server.get("timings"):
-        timings = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in server["timings"].items())
-        write(f"server: {server.get('description', '')}; {timings}")
+    if server.get("description"):
+        timings = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in server.get("timings", {}).items())
+        write(f"server: {server['description']}" + (f"; {timings}" if timings else ""))
     for template in stats.templates:
         verb = "built" if template["built"] else "reused"
         write(
@@ -219,7 +219,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         )
     for nodeid, url in stats.kept:
         write(f"kept {nodeid}: {url}")
-    if stats.kept and not seamtest.settings["seamtest_url"]:
+    record = seamtest.run.started_server()
+    if stats.kept and record is not None and record.pid is not None:
         write(
             f"the embedded server stops with the run; its data, with the kept databases, "
             f"goes to {seamtest.kept_target()}: 'seamtest kept' lists kept runs and "
