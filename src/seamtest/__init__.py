@@ -10,16 +10,24 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from ._services import NotReady, Service, ServiceRecord, ServiceState
+from ._services_plugin import service_fixture
+from ._shared import LeakWarning
+from ._unique import Unique
 from .errors import (
     BinariesNotFoundError,
     ConfigError,
     DatabaseError,
     FixtureError,
     FixtureNotFoundError,
+    LeakError,
     MigrationError,
+    NoContainerEngine,
     RemoteServerRefused,
     SeamtestError,
     ServerError,
+    ServiceError,
+    ServiceNotFoundError,
     TransactionIsolationError,
 )
 
@@ -29,10 +37,21 @@ __all__ = [
     "DatabaseError",
     "FixtureError",
     "FixtureNotFoundError",
+    "LeakError",
+    "LeakWarning",
     "MigrationError",
+    "NoContainerEngine",
+    "NotReady",
     "RemoteServerRefused",
     "SeamtestError",
     "ServerError",
+    "Service",
+    "ServiceError",
+    "ServiceNotFoundError",
+    "ServiceRecord",
+    "ServiceState",
     "TransactionIsolationError",
+    "Unique",
     "__version__",
+    "service_fixture",
 ]

@@ -36,8 +36,8 @@ from urllib.parse import urlsplit
 import psycopg
 
 from . import _watchdog
-from ._services import Launch, NoContainerEngine, NotReady, Service, ServiceError, ServiceRecord
-from .errors import ConfigError
+from ._services import Launch, NotReady, Service, ServiceRecord
+from .errors import ConfigError, NoContainerEngine, ServiceError
 
 BACKENDS = ("local", "container")
 #: Services that exist only as containers: no local binary is looked for.

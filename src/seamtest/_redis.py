@@ -37,16 +37,8 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from ._server import is_loopback
-from ._services import (
-    Launch,
-    NotReady,
-    Service,
-    ServiceError,
-    ServiceNotFoundError,
-    ServiceRecord,
-    TestInfo,
-)
-from .errors import ConfigError, RemoteServerRefused
+from ._services import Launch, NotReady, Service, ServiceRecord, TestInfo
+from .errors import ConfigError, RemoteServerRefused, ServiceError, ServiceNotFoundError
 
 NAMES = ("redis-server", "valkey-server")
 SYSTEM_LOCATIONS = (

@@ -42,19 +42,7 @@ from ._embedded import log_tail, runtime_parent
 from ._privilege import RunAs, can_reach
 from ._run import Run
 from ._server import free_port
-from .errors import SeamtestError
-
-
-class ServiceError(SeamtestError):
-    """A service could not be found, started, reached or chosen."""
-
-
-class ServiceNotFoundError(ServiceError, FileNotFoundError):
-    """No binary for a service where seamtest looked."""
-
-
-class NoContainerEngine(ServiceError):
-    """The container backend was chosen and no Docker-compatible engine answers."""
+from .errors import ServiceError
 
 
 class NotReady(Exception):

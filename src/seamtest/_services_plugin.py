@@ -25,9 +25,7 @@ import pytest
 from ._config import Option, Settings, resolve
 from ._run import RUN_ENV
 from ._services import (
-    NoContainerEngine,
     Service,
-    ServiceError,
     ServiceProcess,
     ServiceRecord,
     Services,
@@ -36,7 +34,7 @@ from ._services import (
     stop_all,
     stop_record,
 )
-from .errors import ConfigError, SeamtestError
+from .errors import ConfigError, NoContainerEngine, SeamtestError, ServiceError
 from .fixtures import SESSION
 
 NO_ENGINE = ("skip", "fail")

@@ -29,7 +29,7 @@ from ._names import database_name
 from ._provision import Provisioner, Template, TestDatabase
 from ._rollback import SharedTransaction
 from ._run import Run
-from .errors import DatabaseError, TransactionIsolationError
+from .errors import LeakError, TransactionIsolationError
 
 #: Resets between VACUUMs of the shared database: DELETE leaves dead rows and autovacuum
 #: is off on the embedded server, so tables would grow and scans slow down over a run.
@@ -38,10 +38,6 @@ VACUUM_EVERY = 500
 
 class LeakWarning(UserWarning):
     """A test left state behind that its isolation strategy did not clean."""
-
-
-class LeakError(DatabaseError):
-    """A test left state behind (``seamtest_leaks = "error"``)."""
 
 
 def report_leaks(request: DatabaseRequest, strategy: str, found: list[str], fix: str) -> None:

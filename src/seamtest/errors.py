@@ -54,3 +54,19 @@ class DatabaseError(SeamtestError):
 
 class TransactionIsolationError(DatabaseError):
     """An operation that cannot work when the test runs inside a rolled-back transaction."""
+
+
+class LeakError(DatabaseError):
+    """A test left state behind that its isolation strategy did not clean."""
+
+
+class ServiceError(SeamtestError):
+    """A service could not be found, started, reached or chosen."""
+
+
+class ServiceNotFoundError(ServiceError, FileNotFoundError):
+    """No binary for a service where seamtest looked."""
+
+
+class NoContainerEngine(ServiceError):
+    """The container backend was chosen and no Docker-compatible engine answers."""

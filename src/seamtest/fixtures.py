@@ -20,13 +20,19 @@ from ._session import Session
 from ._unique import Unique
 from .errors import ConfigError
 
+#: Redis isolation per test: FLUSHDB of the worker's logical database, or a key prefix.
+REDIS_ISOLATIONS = ("flush", "prefix")
 SESSION = pytest.StashKey["Session"]()
 REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 ACTIVE = pytest.StashKey[tuple[TestDatabase, DatabaseRequest]]()
 
 
 def marker_arguments(
-    *, fixtures: Sequence[str] = (), isolation: str | None = None, leaks: str | None = None
+    *,
+    fixtures: Sequence[str] = (),
+    isolation: str | None = None,
+    leaks: str | None = None,
+    redis: str | None = None,
 ) -> dict[str, Any]:
     """The arguments ``@pytest.mark.seamtest`` takes; a typo raises TypeError naming it."""
     if isinstance(fixtures, str) or not all(isinstance(f, str) for f in fixtures):
@@ -40,7 +46,11 @@ def marker_arguments(
         )
     if leaks is not None and leaks not in LEAK_MODES:
         raise ConfigError(f"leaks={leaks!r}: choose one of " + ", ".join(map(repr, LEAK_MODES)))
-    return {"fixtures": tuple(fixtures), "isolation": isolation, "leaks": leaks}
+    if redis is not None and redis not in REDIS_ISOLATIONS:
+        raise ConfigError(
+            f"redis={redis!r}: choose one of " + ", ".join(map(repr, REDIS_ISOLATIONS))
+        )
+    return {"fixtures": tuple(fixtures), "isolation": isolation, "leaks": leaks, "redis": redis}
 
 
 def marker_for(item: pytest.Item) -> dict[str, Any]:

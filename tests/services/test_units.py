@@ -24,13 +24,8 @@ from seamtest._containers import (
 )
 from seamtest._redis import find_redis, parse_redis_url
 from seamtest._server import free_port
-from seamtest._services import (
-    NoContainerEngine,
-    Service,
-    ServiceError,
-    ServiceNotFoundError,
-    Services,
-)
+from seamtest._services import Service, Services
+from seamtest.errors import NoContainerEngine, ServiceError, ServiceNotFoundError
 from seamtest._services_plugin import env_templates
 from seamtest.errors import ConfigError, RemoteServerRefused
 
