@@ -24,7 +24,12 @@ from .errors import SeamtestError
 from .fixtures import ACTIVE, REPORTS, SESSION, marker_for
 
 #: Modules with fixtures (and their own hooks), registered as plugins alongside this one.
-pytest_plugins = ["seamtest.fixtures", "seamtest._services_plugin", "seamtest._apps_plugin"]
+pytest_plugins = [
+    "seamtest.fixtures",
+    "seamtest._drivers",
+    "seamtest._services_plugin",
+    "seamtest._apps_plugin",
+]
 
 STARTED_EARLY = pytest.StashKey[bool]()
 
