@@ -27,6 +27,7 @@ shutdown: close the client in the test (``async with aclient:``) and a warning s
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import re
 from collections.abc import Callable, Generator, Iterator
@@ -180,6 +181,12 @@ def wired(app: Any, request: pytest.FixtureRequest) -> Iterator[None]:
         return
     origin = settings.origin("seamtest_app_connection")
     dependency = CallableMigration(spec, origin).load()
+    if inspect.iscoroutinefunction(dependency) or inspect.isasyncgenfunction(dependency):
+        raise ConfigError(
+            f"{origin} = {spec!r} is async; seamtest can stand in only for a sync dependency "
+            "yielding a psycopg Connection (the test's db). Leave it unset and let the app "
+            "connect to the test's database by URL (isolation='database' or 'reset')."
+        )
     overrides = getattr(app, "dependency_overrides", None)
     if not isinstance(overrides, dict):
         raise ConfigError(

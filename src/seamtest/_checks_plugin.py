@@ -3,7 +3,8 @@
 
 For each Alembic source of ``seamtest_migrations`` the run gains the items
 ``seamtest-migrations::<ini>::<check>`` (single_head, upgrade, roundtrip, models), selected
-and deselected like any test (``-k roundtrip``). Each runs on a throwaway database on
+and deselected like any test (``-k roundtrip``; ``-k seamtest_migrations`` for all). Each runs
+on a throwaway database on
 seamtest's server. Alembic and SQLAlchemy are imported only when the checks run.
 """
 
@@ -118,6 +119,8 @@ class MigrationCheck(pytest.Item):
         super().__init__(**kwargs)
         self.source = source
         self.models = models
+        # -k selects them all by this name (-k seamtest_migrations), or one by its own.
+        self.extra_keyword_matches.add("seamtest_migrations")
 
     def runtest(self) -> None:
         from . import _checks

@@ -139,7 +139,16 @@ SELECT json_build_object(
                WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'seamtest_reset')
                  AND n.nspname NOT LIKE 'pg\\_%'),
     'roles', (SELECT json_agg(rolname ORDER BY rolname) FROM pg_roles),
-    'large_objects', (SELECT count(*) FROM pg_largeobject_metadata)
+    'large_objects', (SELECT count(*) FROM pg_largeobject_metadata),
+    -- ALTER DATABASE ... SET / OWNER / CONNECTION LIMIT and GRANTs on the database fire no
+    -- event trigger (databases are shared objects), so compare them directly.
+    'database', (SELECT json_build_object(
+                     'settings', (SELECT setconfig FROM pg_db_role_setting
+                                  WHERE setdatabase = d.oid AND setrole = 0),
+                     'owner', d.datdba::regrole::text,
+                     'acl', d.datacl::text,
+                     'connlimit', d.datconnlimit)
+                 FROM pg_database d WHERE d.datname = current_database())
 )
 """
 TABLES = "SELECT n.nspname, c.relname {user_relations} ORDER BY 1, 2".replace(
@@ -197,6 +206,11 @@ def differences(
         was, now = before["sequences"].get(seq), after["sequences"].get(seq)
         if was != now:
             found.append(f"sequence {seq} is at {now} (expected {was})")
+    if before.get("database") != after.get("database"):
+        found.append(
+            f"database-level settings changed (ALTER DATABASE: {before.get('database')} -> "
+            f"{after.get('database')})"
+        )
     if before["large_objects"] != after["large_objects"]:
         found.append(f"{after['large_objects']} large objects (expected {before['large_objects']})")
     return found

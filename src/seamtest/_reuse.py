@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,13 +21,13 @@ from . import _watchdog
 from ._binaries import Binaries
 from ._cluster import cache_dir
 from ._embedded import EmbeddedServer, stop_recorded
-from ._privilege import RunAs, shared_root
+from ._privilege import RunAs
 from ._run import ServerRecord
 
 
 def state_dir() -> Path:
-    """``<cache>``; as root, the shared directory (root's cache is closed to the server)."""
-    root = shared_root() if os.geteuid() == 0 else cache_dir()
+    """seamtest's cache directory: only seamtest's own processes read the state file."""
+    root = cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     return root
 

@@ -275,8 +275,6 @@ class Session:
                 self.stats.notes += pool.notes()
         self._strategies.clear()
         if self._provisioner is not None:
-            if self.run.is_owner:
-                drop_unique(self._provisioner, self.run)
             if self._session_db is not None:
                 self._provisioner.drop_later(self._session_db.name, "session database")
             self._provisioner.close()
@@ -286,6 +284,10 @@ class Session:
     def finish_run(self, *, keep: bool) -> Path | None:
         """Owner only: stop the run's server. Returns where kept data went, if anywhere."""
         record = self.run.started_server()
+        if record is not None and self.run.recorded("unique-database"):
+            # The unique strategy's database belongs to the whole run (every worker).
+            drop_unique(self.provisioner, self.run)
+            self.close()
         kept_dir = None
         if record is not None and record.pid is not None and record.runtime_dir:
             runtime = Path(record.runtime_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+import secrets
 from pathlib import Path
 
 import psycopg
@@ -17,10 +18,13 @@ from seamtest._server import Endpoint
 
 from ..helpers import databases_like, drop_database, like_prefix, query
 
+#: Run ids are hex: the run's lease lock is derived from them.
+RUN_A, RUN_B, RUN_EARLIER = (secrets.token_hex(4) for _ in range(3))
+
 
 @pytest.fixture
 def provisioner(pg_server: Endpoint, db_prefix: str) -> Iterator[Provisioner]:
-    provisioner = Provisioner(pg_server, prefix=db_prefix, run_id="run-a")
+    provisioner = Provisioner(pg_server, prefix=db_prefix, run_id=RUN_A)
     yield provisioner
     provisioner.close()
 
@@ -69,7 +73,7 @@ def test_each_test_gets_its_own_clone(pg_server: Endpoint, per_test: DatabasePer
               "WHERE datname = %s", [one.name])[0][0]
     )
     assert info is not None
-    assert (info["kind"], info["test"], info["run"]) == ("test", "tests/test_a.py::test_one", "run-a")
+    assert (info["kind"], info["test"], info["run"]) == ("test", "tests/test_a.py::test_one", RUN_A)
 
 
 def test_passed_tests_databases_are_dropped_failed_ones_kept(
@@ -97,7 +101,7 @@ def test_passed_tests_databases_are_dropped_failed_ones_kept(
 def test_a_leftover_of_an_earlier_run_is_replaced(
     pg_server: Endpoint, provisioner: Provisioner, template: Template, db_prefix: str
 ) -> None:
-    earlier = Provisioner(pg_server, prefix=db_prefix, run_id="run-earlier")
+    earlier = Provisioner(pg_server, prefix=db_prefix, run_id=RUN_EARLIER)
     try:
         name = f"{db_prefix}t_test_leftover"
         stale = earlier.create(name, template.name)
@@ -107,6 +111,24 @@ def test_a_leftover_of_an_earlier_run_is_replaced(
         earlier.close()
     fresh = provisioner.create(name, template.name)
     assert entries(pg_server, fresh.name) == []
+
+
+def test_a_live_runs_database_is_never_touched(
+    pg_server: Endpoint, provisioner: Provisioner, template: Template, db_prefix: str
+) -> None:
+    # A CI shard on the same server, still running, with a database of the same name.
+    other = Provisioner(pg_server, prefix=db_prefix, run_id=RUN_B)
+    try:
+        name = f"{db_prefix}t_test_shared_name"
+        theirs = other.create(name, template.name)
+        with pg_server.connect(theirs.name) as conn:
+            conn.execute("INSERT INTO log (entry) VALUES ('theirs')")
+        ours = provisioner.create(name, template.name)
+        assert ours.name != theirs.name
+        assert entries(pg_server, theirs.name) == ["theirs"]
+        assert entries(pg_server, ours.name) == []
+    finally:
+        other.close()
 
 
 def test_fixtures_are_applied_in_the_order_given(
@@ -170,7 +192,7 @@ def test_a_database_without_the_prefix_is_never_dropped(
     pg_server: Endpoint, provisioner: Provisioner, template: Template
 ) -> None:
     # Our own bookkeeping comment, but not our prefix: still not ours to drop.
-    other = Provisioner(pg_server, prefix="zz_other_", run_id="run-a")
+    other = Provisioner(pg_server, prefix="zz_other_", run_id=RUN_A)
     try:
         database = other.create("zz_other_t_mine", template.name)
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+import secrets
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,13 @@ from seamtest._server import Endpoint
 
 from ..helpers import databases_like, like_prefix, query
 
+#: Run ids are hex: the run's lease lock is derived from them.
+RUN_A, RUN_B, RUN_EARLIER = (secrets.token_hex(4) for _ in range(3))
+
 
 @pytest.fixture
 def provisioner(pg_server: Endpoint, db_prefix: str) -> Iterator[Provisioner]:
-    provisioner = Provisioner(pg_server, prefix=db_prefix, run_id="run-a")
+    provisioner = Provisioner(pg_server, prefix=db_prefix, run_id=RUN_A)
     yield provisioner
     provisioner.close()
 
@@ -45,7 +49,7 @@ def test_a_template_is_built_once_then_reused(
     assert (again.name, again.built) == (first.name, False)
 
     # Another process (another run, even) finds it too.
-    other = Provisioner(pg_server, prefix=db_prefix, run_id="run-b")
+    other = Provisioner(pg_server, prefix=db_prefix, run_id=RUN_B)
     try:
         assert (other.ensure_template([migrations]).name, other.ensure_template([migrations]).built) == (
             first.name, False
@@ -62,7 +66,7 @@ def test_a_template_is_built_once_then_reused(
     assert is_template
     info = read_comment(comment)
     assert info is not None
-    assert (info["kind"], info["run"]) == ("template", "run-a")
+    assert (info["kind"], info["run"]) == ("template", RUN_A)
     # Only the published template is left: no build database.
     assert databases_like(pg_server, like_prefix(db_prefix)) == {first.name}
 
