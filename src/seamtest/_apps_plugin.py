@@ -147,17 +147,31 @@ def check_wiring(isolation: str, connection_spec: str | None) -> None:
 
 
 def uses_dependency(app: Any, dependency: Callable[..., Any]) -> bool:
-    """Whether any of the app's own routes depends, at any depth, on ``dependency``."""
-    pending = [getattr(route, "dependant", None) for route in getattr(app, "routes", [])]
+    """Whether any of the app's own routes depends, at any depth, on ``dependency``.
+
+    Walks routes, their ``Dependant`` trees and ``Depends`` lists, and included routers,
+    which FastAPI either copied into ``app.routes`` or (newer releases) keeps as a node
+    with an ``original_router`` and an ``include_context``.
+    """
+    pending: list[Any] = list(getattr(app, "routes", []))
     seen: set[int] = set()
     while pending:
-        dependant = pending.pop()
-        if dependant is None or id(dependant) in seen:
+        node = pending.pop()
+        if id(node) in seen:
             continue
-        seen.add(id(dependant))
-        if getattr(dependant, "call", None) is dependency:
+        seen.add(id(node))
+        if dependency in (getattr(node, "call", None), getattr(node, "dependency", None)):
             return True
-        pending.extend(getattr(dependant, "dependencies", []))
+        pending.extend(getattr(node, "dependencies", None) or [])
+        pending.extend(
+            child
+            for child in (getattr(node, name, None) for name in ("dependant", "include_context"))
+            if child is not None
+        )
+        router = getattr(node, "original_router", None)
+        if router is not None:
+            pending.extend(getattr(router, "dependencies", None) or [])
+            pending.extend(getattr(router, "routes", []))
     return False
 
 

@@ -51,6 +51,11 @@ TEST_SETTINGS: dict[str, str] = {
     "unix_socket_permissions": "0700",
 }
 
+#: Postmasters this process started. The server outlives the EmbeddedServer object that
+#: started it (the run's owner stops it, maybe from another process), so the Popen is
+#: kept here rather than garbage-collected mid-run with a "still running" warning.
+_STARTED: list[subprocess.Popen[bytes]] = []
+
 #: tmpfs is used for data when it has at least this much free space.
 TMPFS_MIN_FREE = 1 << 30
 TMPFS = Path("/dev/shm")
@@ -217,6 +222,7 @@ class EmbeddedServer:
                 version=self.binaries.version,
             )
             process = self.process
+            _STARTED.append(process)
             try:
                 conn = wait_until_ready(
                     endpoint,

@@ -65,11 +65,17 @@ def find_kept(run_id: str) -> KeptRun | None:
     return next((run for run in kept_runs() if run.run_id == run_id), None)
 
 
-def collect_kept(ttl_hours: float) -> list[str]:
-    """Remove kept runs older than ``ttl_hours``; return their ids."""
+#: Kept runs beyond this many (newest first) are removed whatever their age: each holds a
+#: whole server's data (tens of MB), and a suite that fails often would fill the disk.
+MAX_KEPT_RUNS = 5
+
+
+def collect_kept(ttl_hours: float, keep_at_most: int = MAX_KEPT_RUNS) -> list[str]:
+    """Remove kept runs older than ``ttl_hours`` and all but the newest ``keep_at_most``."""
     removed = []
-    for run in kept_runs():
-        if run.age_hours > ttl_hours:
+    newest_first = sorted(kept_runs(), key=lambda run: run.age_hours)
+    for index, run in enumerate(newest_first):
+        if run.age_hours > ttl_hours or index >= keep_at_most:
             shutil.rmtree(run.path, ignore_errors=True)
             removed.append(run.run_id)
     return removed

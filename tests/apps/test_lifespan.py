@@ -240,3 +240,26 @@ def test_uses_dependency_looks_through_nested_dependencies() -> None:
 
     assert uses_dependency(app, get_connection)
     assert not uses_dependency(app, unused)
+
+
+def test_uses_dependency_looks_into_included_routers() -> None:
+    from fastapi import APIRouter, Depends, FastAPI
+
+    def get_connection() -> None:
+        return None
+
+    def get_tenant() -> None:
+        return None
+
+    inner = APIRouter()
+
+    @inner.get("/users")
+    def users(conn: None = Depends(get_connection)) -> None:
+        return None
+
+    outer = APIRouter()
+    outer.include_router(inner, prefix="/v1")
+    app = FastAPI()
+    app.include_router(outer, dependencies=[Depends(get_tenant)])
+    assert uses_dependency(app, get_connection)
+    assert uses_dependency(app, get_tenant)

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from seamtest._server import Endpoint
-
 from tests.helpers import INNER_TIMEOUT, databases_like, like_prefix, run_inner, write_ini
 
 PROJECT = Path(__file__).parent / "fastapi_project"

@@ -11,7 +11,7 @@ import pytest
 
 from seamtest._server import Endpoint
 
-from ..helpers import databases_like, like_prefix, run_inner, write_files, write_ini
+from tests.helpers import databases_like, like_prefix, run_inner, write_files, write_ini
 
 SCHEMA = {
     "0001_shop.sql": """\
