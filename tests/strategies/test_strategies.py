@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 
 from seamtest._server import Endpoint
-
 from tests.helpers import databases_like, like_prefix, run_inner, write_files, write_ini
 
 SCHEMA = {
