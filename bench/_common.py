@@ -318,5 +318,30 @@ def heading(text: str) -> None:
     print(f"\n### {text}\n", flush=True)
 
 
+def source_state() -> str:
+    """The commit measured, and whether the work tree differed from it."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=BENCH,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "src"],
+            cwd=BENCH,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "seamtest source: unknown"
+    return f"seamtest at {commit}" + (" + uncommitted changes in src/" if dirty else "")
+
+
 def machine_line() -> str:
-    return f"{os.cpu_count()} cores; {server_description()}; data on {runtime_parent()}"
+    return (
+        f"{os.cpu_count()} cores; {server_description()}; data on {runtime_parent()}; "
+        f"{source_state()}; load average {os.getloadavg()[0]:.1f}"
+    )

@@ -44,7 +44,16 @@ from psycopg import sql
 
 from seamtest import _reset
 
-STRATEGIES = ("transaction", "database", "reset", "unique")
+#: (label, ini settings). The leak detector is on by default under reset and unique
+#: ("auto"), so those run twice: as shipped, and with it off, to show what it costs.
+STRATEGIES: tuple[tuple[str, dict[str, str]], ...] = (
+    ("transaction", {"seamtest_isolation": "transaction"}),
+    ("database", {"seamtest_isolation": "database"}),
+    ("reset", {"seamtest_isolation": "reset"}),
+    ("reset, leaks off", {"seamtest_isolation": "reset", "seamtest_leaks": "off"}),
+    ("unique", {"seamtest_isolation": "unique"}),
+    ("unique, leaks off", {"seamtest_isolation": "unique", "seamtest_leaks": "off"}),
+)
 SEAMTEST_CONFTEST = '''
 import pytest
 
@@ -59,19 +68,17 @@ def conn(db):
 def run_strategies(schema: Schema, tests: int, root: Path) -> list[SessionResult]:
     schema.write(root / "migrations")
     results = []
-    for strategy in STRATEGIES:
-        project = root / strategy
+    for index, (label, ini) in enumerate(STRATEGIES):
+        project = root / f"p{index}"
         make_project(
             project,
             conftest=SEAMTEST_CONFTEST,
             test_body=schema.test_body,
             tests=tests,
-            ini={"seamtest_migrations": "../migrations", "seamtest_isolation": strategy},
+            ini={"seamtest_migrations": "../migrations", **ini},
         )
-        results.append(
-            run_pytest(strategy, project, tests, args=["-p", "no:pytest_postgresql"])
-        )
-        print(f"  {schema.name}: {strategy} done ({results[-1].wall:.1f} s)", flush=True)
+        results.append(run_pytest(label, project, tests, args=["-p", "no:pytest_postgresql"]))
+        print(f"  {schema.name}: {label} done ({results[-1].wall:.1f} s)", flush=True)
     return results
 
 
@@ -167,6 +174,8 @@ def cleanup_methods(
                     psycopg.connect(endpoint.conninfo(name)) as test,
                     psycopg.connect(endpoint.conninfo(name), autocommit=True) as cleaner,
                 ):
+                    # A lock left by the test connection must fail the run, not hang it.
+                    cleaner.execute("SET lock_timeout = '10s'")
                     clean = prepare(cleaner) if prepare else None
                     for i in range(loops):
                         if clean is None:  # the transaction strategy: commits are savepoints
@@ -176,6 +185,7 @@ def cleanup_methods(
                             test.rollback()
                         else:
                             _dirty(test, schema, i)
+                            test.commit()  # end the read's transaction: it holds locks
                             started = time.perf_counter()
                             clean()
                         times.append(time.perf_counter() - started)

@@ -20,8 +20,7 @@ from seamtest._binaries import find_binaries
 from seamtest._embedded import EmbeddedServer
 from seamtest._privilege import choose_run_as
 from seamtest._server import Endpoint
-
-from .helpers import databases_like, drop_database, like_prefix
+from tests.helpers import databases_like, drop_database, like_prefix
 
 #: Variables an inner session must not inherit: ours, libpq's, and the outer xdist run's.
 _INHERITED = ("SEAMTEST_", "PYTEST_XDIST_", "PG")

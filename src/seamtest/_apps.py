@@ -400,7 +400,7 @@ class LifespanASGITransport(httpx.AsyncBaseTransport):
         self.lifespan = Lifespan(app)
         self._inner = httpx.ASGITransport(app=cast(Any, self.lifespan.for_requests(app)))
         self._lock = asyncio.Lock()
-        self.error: AppShutdownError | None = None
+        self.error: AppLifespanError | None = None
 
     async def start(self) -> None:
         async with self._lock:
@@ -437,7 +437,7 @@ class LifespanASGITransport(httpx.AsyncBaseTransport):
             return
         try:
             loop.run_until_complete(self.lifespan.shutdown())
-        except AppShutdownError as exc:
+        except AppLifespanError as exc:
             self.error = exc
 
     def finish_at_teardown(self) -> None:

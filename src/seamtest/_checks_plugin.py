@@ -4,7 +4,8 @@
 For each Alembic source of ``seamtest_migrations`` the run gains the items
 ``seamtest-migrations::<ini>::<check>`` (single_head, upgrade, roundtrip, models), selected
 and deselected like any test (``-k roundtrip``; ``-k seamtest_migrations`` for all).
-Each runs on a throwaway database on seamtest's server. Alembic and SQLAlchemy are imported only when the checks run.
+Each runs on a throwaway database on seamtest's server. Alembic and SQLAlchemy are
+imported only when the checks run.
 """
 
 from __future__ import annotations

@@ -96,6 +96,12 @@ OPTIONS = (
         "database",
     ),
     Option(
+        "seamtest_migration_timeout",
+        "Seconds a migration statement may run (or wait for a lock) before it is cancelled.",
+        "string",
+        "300",
+    ),
+    Option(
         "seamtest_reuse",
         "Use the server 'seamtest up' started, when one runs, instead of starting one.",
         "bool",
@@ -170,6 +176,10 @@ class Settings:
         return mode
 
     @property
+    def migration_timeout(self) -> float:
+        return float(self["seamtest_migration_timeout"])
+
+    @property
     def pool_size(self) -> int:
         return int(self["seamtest_pool_size"])
 
@@ -224,6 +234,14 @@ def _validate(settings: Settings) -> None:
             f"{settings.origin('seamtest_isolation')} = {settings.isolation!r}: choose one of "
             + ", ".join(ISOLATIONS)
         )
+    try:
+        if settings.migration_timeout <= 0:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(
+            f"{settings.origin('seamtest_migration_timeout')} = "
+            f"{settings['seamtest_migration_timeout']!r}: a number of seconds above 0."
+        ) from None
     try:
         if settings.pool_size < 0:
             raise ValueError

@@ -98,9 +98,10 @@ def config_id(sources: Sequence[MigrationSource]) -> str:
 
 
 def explain_rebuild(previous: Mapping[str, str] | None, current: Mapping[str, str]) -> str:
-    """Why a template was built: ``first build`` or ``X changed`` (at most five names)."""
+    """Why a template was built, for ``template X: built in 600 ms, <reason>``:
+    ``because alembic/versions/0002_notes.py changed`` (at most five names)."""
     if not previous:
-        return "built: no earlier template for these migrations"
+        return "the first for these migrations"
     changed: list[str] = []
     for name in sorted(set(previous) | set(current)):
         if previous.get(name) == current.get(name):
@@ -114,9 +115,9 @@ def explain_rebuild(previous: Mapping[str, str] | None, current: Mapping[str, st
         elif not any(other.startswith(label + " | ") for other in current):
             changed.append(f"{name} changed")
     if not changed:
-        return "built: the inputs match an earlier template (was it dropped, or forced?)"
+        return "though its inputs match an earlier template (dropped, or forced)"
     shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-    return f"built because {shown}"
+    return f"because {shown}"
 
 
 def fixture_fingerprint(paths: Iterable[Path]) -> str:

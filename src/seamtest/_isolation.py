@@ -209,7 +209,7 @@ class DatabasePerTest(Isolation):
             self.provisioner.keep(database.name, test=request.nodeid)
             outcome.kept_url = database.url
         elif self.pool is not None:
-            self.pool.give_back(database)
+            self.pool.give_back(database, request.nodeid)
         else:
             self.provisioner.drop_later(database.name, request.nodeid)
         outcome.seconds = time.perf_counter() - started

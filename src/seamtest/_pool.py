@@ -84,12 +84,14 @@ class ClonePool:
         self.worker = worker
         self.stats = PoolStats()
         self._ready: collections.deque[Ready] = collections.deque()
-        self._returned: collections.deque[str] = collections.deque()
+        self._returned: collections.deque[tuple[str, str]] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
         self._serial = 0
         self._baseline: dict[str, Any] | None = None
         self._errors: list[str] = []
+        #: The background thread's last error, until it next succeeds: takers fail fast.
+        self._failure: Exception | None = None
         self._thread = threading.Thread(target=self._run, name="seamtest-pool", daemon=True)
         self._thread.start()
 
@@ -106,20 +108,26 @@ class ClonePool:
                 self.stats.hits += 1
             else:
                 self.stats.misses += 1
-                self._cond.wait_for(lambda: bool(self._ready) or self._closed, TAKE_TIMEOUT)
+                self._cond.wait_for(
+                    lambda: bool(self._ready) or self._closed or self._failure is not None,
+                    TAKE_TIMEOUT,
+                )
             if self._ready:
                 ready = self._ready.popleft()
                 self._cond.notify_all()
                 return ready
+            failure = self._failure
+        if failure is not None:  # the background thread cannot clone: say why, now
+            raise failure
         return Ready(self._clone(), None)
 
-    def give_back(self, database: TestDatabase) -> None:
+    def give_back(self, database: TestDatabase, nodeid: str) -> None:
         """The test passed: recycle its database, or drop it."""
         if not self.recycle:
-            self.provisioner.drop_later(database.name, "pooled database")
+            self.provisioner.drop_later(database.name, nodeid)
             return
         with self._cond:
-            self._returned.append(database.name)
+            self._returned.append((database.name, nodeid))
             self._cond.notify_all()
 
     # -- the background thread -----------------------------------------------------------
@@ -145,7 +153,7 @@ class ClonePool:
                     return
                 returned = self._returned.popleft() if self._returned else None
             try:
-                ready = self._recycled(returned) if returned else None
+                ready = self._recycled(*returned) if returned else None
                 if ready is None and returned is None:
                     database = self._clone()
                     conn = psycopg.connect(database.conninfo)
@@ -153,48 +161,57 @@ class ClonePool:
                         self._baseline = _reset.digest(conn)  # a fresh clone's state
                         conn.rollback()
                     ready = Ready(database, conn)
-            except Exception as exc:  # reported at the end; the test side clones on a miss
+            except Exception as exc:  # takers get it at once; retried, reported at the end
+                with self._cond:
+                    self._failure = exc
+                    self._cond.notify_all()
                 self._errors.append(f"pool: {exc}")
-                time.sleep(0.1)
+                time.sleep(0.2)
                 continue
             if ready is None:
                 continue
             with self._cond:
+                self._failure = None
                 if self._closed:
                     self._discard_ready(ready)
                     return
                 self._ready.append(ready)
                 self._cond.notify_all()
 
-    def _recycled(self, name: str) -> Ready | None:
-        """Reset ``name`` in place; None (and the database dropped) if it cannot be proven clean."""
-        database = TestDatabase(name, self.provisioner.endpoint, self.template.name)
+    def _recycled(self, name: str, nodeid: str) -> Ready | None:
+        """Reset ``name`` in place; None (and the database dropped) unless provably clean."""
         if self.provisioner.wait_unused(name, timeout=1.0):
-            self._discard(name, "still connected")
+            self._discard(name, nodeid, "still connected")  # the dropper names the test
             return None
-        conn = psycopg.connect(database.conninfo)
+        database = TestDatabase(name, self.provisioner.endpoint, self.template.name)
+        try:
+            conn = psycopg.connect(database.conninfo)
+        except psycopg.OperationalError:  # the test dropped its own database, say
+            self._discard(name, nodeid, "cannot connect")
+            return None
+        reason = None
         try:
             if _reset.reset(conn) < 0:
-                conn.close()
-                self._discard(name, "schema changed")
-                return None
-            state = _reset.digest(conn)
-            if self._baseline is None or _reset.differences(self._baseline, state, roles=False):
-                conn.close()
-                self._discard(name, "not provably clean")
-                return None
-        except psycopg.Error:
+                reason = "schema changed"
+            elif self._baseline is None or _reset.differences(
+                self._baseline, _reset.digest(conn), roles=False
+            ):
+                reason = "not provably clean"
+        except psycopg.Error as exc:
+            reason = f"reset failed: {exc.diag.message_primary or exc}"
+        if reason is not None:
             conn.close()
-            self._discard(name, "reset failed")
+            self._discard(name, nodeid, reason)
             return None
         with self._cond:
             self.stats.recycled += 1
         return Ready(database, conn, recycled=True)
 
-    def _discard(self, name: str, reason: str) -> None:
+    def _discard(self, name: str, nodeid: str, reason: str) -> None:
+        """Drop a database that cannot be recycled (``reason`` is for reading here)."""
         with self._cond:
             self.stats.discarded += 1
-        self.provisioner.drop_later(name, f"pooled database ({reason})")
+        self.provisioner.drop_later(name, nodeid)  # the dropper names the test if need be
 
     def _discard_ready(self, ready: Ready) -> None:
         if ready.conn is not None:
@@ -212,4 +229,4 @@ class ClonePool:
         while self._ready:
             self._discard_ready(self._ready.popleft())
         while self._returned:
-            self.provisioner.drop_later(self._returned.popleft(), "pooled database")
+            self.provisioner.drop_later(*self._returned.popleft())

@@ -106,6 +106,8 @@ class Provisioner:
         self.endpoint = endpoint
         self.prefix = prefix
         self.run_id = run_id
+        #: Seconds one migration statement (or lock wait) may take before it is cancelled.
+        self.migration_timeout = 300.0
         self._admin = endpoint.connect()
         self._admin.execute(
             "SELECT pg_advisory_lock_shared(%s, %s)", [LEASE_CLASS, _lock_id(run_id)]
@@ -266,6 +268,12 @@ class Provisioner:
         self.set_comment(scratch, self._info("build", template=name))
         try:
             with psycopg.connect(self.endpoint.conninfo(scratch)) as conn:
+                # A hung migration (a sleep, a lock never granted) fails with the file
+                # named instead of hanging the run.
+                timeout = sql.Literal(f"{int(self.migration_timeout * 1000)}ms")
+                conn.execute(sql.SQL("SET statement_timeout = {}").format(timeout))
+                conn.execute(sql.SQL("SET lock_timeout = {}").format(timeout))
+                conn.commit()
                 for source in sources:
                     if getattr(source, "needs_url", False):
                         # Tools with their own engine (Alembic) connect by URL themselves.

@@ -7,19 +7,23 @@ picks the isolation strategy; later requests reuse them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from . import _watchdog
 from ._binaries import find_binaries
 from ._config import ISOLATIONS, Settings, env_templates, server_settings
-from ._embedded import EmbeddedServer, stop_recorded
+from ._embedded import TEST_SETTINGS, EmbeddedServer, log_tail, stop_recorded
 from ._isolation import DatabasePerTest, DatabaseRequest, Isolation, Outcome
 from ._kept import collect_kept, kept_root
 from ._migrations import FixtureFiles, parse_sources
@@ -30,7 +34,7 @@ from ._run import Run, ServerRecord
 from ._server import ExternalServer, parse_url
 from ._shared import ResetIsolation, TransactionIsolation, UniqueIsolation, drop_unique
 from ._unique import counter
-from .errors import ConfigError, SeamtestError
+from .errors import ConfigError, DatabaseError, SeamtestError, ServerError
 
 
 @dataclass
@@ -87,6 +91,7 @@ class Session:
         self._template: Template | None = None
         self._strategies: dict[str, Isolation] = {}
         self._session_db: TestDatabase | None = None
+        self._server_gone: ServerError | None = None
         self.fixture_files = FixtureFiles(settings.rootdir / settings["seamtest_fixtures"])
         self.unique_counter = counter()
 
@@ -161,6 +166,7 @@ class Session:
                 prefix=self.settings["seamtest_db_prefix"],
                 run_id=self.run.run_id,
             )
+            self._provisioner.migration_timeout = self.settings.migration_timeout
             if self.run.is_owner:
                 self._provisioner.collect_garbage(self.settings.kept_ttl_seconds)
                 collect_kept(self.settings.kept_ttl_seconds / 3600)
@@ -213,6 +219,50 @@ class Session:
                 raise ConfigError(f"isolation {name!r}: choose one of {', '.join(ISOLATIONS)}")
             self._strategies[name] = strategy
         return self._strategies[name]
+
+    @contextlib.contextmanager
+    def explaining(self) -> Iterator[None]:
+        """Turn a lost server or a full connection table into an error that says so."""
+        if self._server_gone is not None:
+            raise self._server_gone
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            # A refused connect carries no SQLSTATE class, only libpq's text.
+            if exc.sqlstate == "53300" or "too many clients" in str(exc):
+                raise self._too_many_connections() from exc
+            record = self._record
+            if record is None or record.pid is None or _watchdog.alive(record.pid):
+                raise
+            log = Path(record.runtime_dir or ".") / "server.log"
+            self._server_gone = ServerError(
+                f"the embedded PostgreSQL server (pid {record.pid}) has stopped; the tests "
+                f"that remain cannot get databases. Server log {log}, last lines:\n"
+                f"{log_tail(log)}"
+            )
+            raise self._server_gone from exc
+
+    def _too_many_connections(self) -> DatabaseError:
+        detail = ""
+        try:  # superuser_reserved_connections leaves seamtest's superuser a way in
+            with self.record.endpoint.connect(connect_timeout=5) as conn:
+                row = conn.execute(
+                    "SELECT current_setting('max_connections')::int, count(*) "
+                    "FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                ).fetchone()
+            if row:
+                detail = f" ({row[1]} of max_connections = {row[0]} in use)"
+        except psycopg.Error:  # every slot taken, the reserved ones too
+            if not self.settings["seamtest_url"]:
+                limit = {**TEST_SETTINGS, **server_settings(self.settings)}["max_connections"]
+                detail = f" (max_connections = {limit}, all in use)"
+        return DatabaseError(
+            f"the server has no connection slots left{detail}. Each process keeps "
+            f"seamtest_pool_size ({self.settings.pool_size}) + 3 connections besides the "
+            "tests' own. Fix: raise max_connections (seamtest_server_settings = "
+            "max_connections=400 for the embedded server), run fewer xdist workers, lower "
+            "seamtest_pool_size, or close connections your tests open."
+        )
 
     def acquire(self, request: DatabaseRequest) -> TestDatabase:
         strategy = self.strategy(request.isolation)

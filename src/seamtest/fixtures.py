@@ -18,7 +18,7 @@ from ._isolation import DatabaseRequest, Isolation
 from ._provision import TestDatabase
 from ._session import Session
 from ._unique import Unique
-from .errors import ConfigError
+from .errors import ConfigError, SeamtestError
 
 #: Redis isolation per test: FLUSHDB of the worker's logical database, or a key prefix.
 REDIS_ISOLATIONS = ("flush", "prefix")
@@ -100,7 +100,12 @@ def _seamtest_database(request: pytest.FixtureRequest) -> Iterator[TestDatabase]
         isolation,
         session.settings.leaks_for(isolation, options.get("leaks")),
     )
-    database = session.acquire(database_request)
+    try:
+        with session.explaining():
+            database = session.acquire(database_request)
+    except SeamtestError as exc:
+        # seamtest's errors say what happened and the fix; its own traceback adds noise.
+        pytest.fail(f"seamtest: {exc}", pytrace=False)
     item.stash[ACTIVE] = (database, database_request)
     try:
         yield database
@@ -121,7 +126,8 @@ def db(
 ) -> Iterator[psycopg.Connection[Any]]:
     """psycopg connection to this test's database, autocommit off (+ a connect, ~5 ms)."""
     strategy = strategy_of(request.node)
-    conn = strategy.connect(_seamtest_database)
+    with session_of(request.config).explaining():
+        conn = strategy.connect(_seamtest_database)
     try:
         yield conn
     finally:
@@ -139,7 +145,8 @@ def adb(
     in (psycopg looks the loop up on every wait).
     """
     strategy = strategy_of(request.node)
-    conn = strategy.connect_async(_seamtest_database)
+    with session_of(request.config).explaining():
+        conn = strategy.connect_async(_seamtest_database)
     try:
         yield conn
     finally:

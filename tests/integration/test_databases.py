@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -15,8 +15,7 @@ from seamtest._isolation import DatabasePerTest, DatabaseRequest
 from seamtest._migrations import FixtureFiles, SqlDirectory
 from seamtest._provision import Provisioner, Template, read_comment
 from seamtest._server import Endpoint
-
-from ..helpers import databases_like, drop_database, like_prefix, query
+from tests.helpers import databases_like, drop_database, like_prefix, query
 
 #: Run ids are hex: the run's lease lock is derived from them.
 RUN_A, RUN_B, RUN_EARLIER = (secrets.token_hex(4) for _ in range(3))
@@ -69,8 +68,11 @@ def test_each_test_gets_its_own_clone(pg_server: Endpoint, per_test: DatabasePer
     assert entries(pg_server, one.name) == ["one"]
     assert entries(pg_server, two.name) == []
     info = read_comment(
-        query(pg_server, "SELECT shobj_description(oid, 'pg_database') FROM pg_database "
-              "WHERE datname = %s", [one.name])[0][0]
+        query(
+            pg_server,
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            [one.name],
+        )[0][0]
     )
     assert info is not None
     assert (info["kind"], info["test"], info["run"]) == ("test", "tests/test_a.py::test_one", RUN_A)
@@ -145,8 +147,11 @@ def test_fixtures_are_applied_in_the_order_given(
 
 
 def test_a_failing_fixture_names_the_file_and_line(
-    pg_server: Endpoint, provisioner: Provisioner, per_test: DatabasePerTest,
-    fixture_files: FixtureFiles, db_prefix: str
+    pg_server: Endpoint,
+    provisioner: Provisioner,
+    per_test: DatabasePerTest,
+    fixture_files: FixtureFiles,
+    db_prefix: str,
 ) -> None:
     (fixture_files.directory / "broken.sql").write_text(
         "INSERT INTO log (entry) VALUES ('fine');\nINSERT INTO nope VALUES (1);\n"
@@ -181,8 +186,11 @@ def test_a_database_with_a_foreign_comment_is_never_dropped(
     pg_server: Endpoint, provisioner: Provisioner, foreign: str
 ) -> None:
     with pg_server.connect() as conn:
-        conn.execute(sql.SQL("COMMENT ON DATABASE {} IS 'payroll, do not touch'").format(
-            sql.Identifier(foreign)))
+        conn.execute(
+            sql.SQL("COMMENT ON DATABASE {} IS 'payroll, do not touch'").format(
+                sql.Identifier(foreign)
+            )
+        )
     with pytest.raises(DatabaseError, match="refusing to drop"):
         provisioner.drop_now(foreign)
     assert databases_like(pg_server, foreign) == {foreign}
@@ -216,5 +224,7 @@ def test_creating_over_a_foreign_database_is_refused_and_leaves_it_alone(
         assert conn.execute("SELECT count(*) FROM precious").fetchone() == (0,)
 
 
-def test_dropping_a_database_that_is_gone_is_not_an_error(provisioner: Provisioner, db_prefix: str) -> None:
+def test_dropping_a_database_that_is_gone_is_not_an_error(
+    provisioner: Provisioner, db_prefix: str
+) -> None:
     provisioner.drop_now(f"{db_prefix}t_never_created")

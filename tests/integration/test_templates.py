@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,8 +12,7 @@ from seamtest import MigrationError
 from seamtest._migrations import SqlDirectory
 from seamtest._provision import Provisioner, read_comment, template_key
 from seamtest._server import Endpoint
-
-from ..helpers import databases_like, like_prefix, query
+from tests.helpers import databases_like, like_prefix, query
 
 #: Run ids are hex: the run's lease lock is derived from them.
 RUN_A, RUN_B, RUN_EARLIER = (secrets.token_hex(4) for _ in range(3))
@@ -51,9 +50,10 @@ def test_a_template_is_built_once_then_reused(
     # Another process (another run, even) finds it too.
     other = Provisioner(pg_server, prefix=db_prefix, run_id=RUN_B)
     try:
-        assert (other.ensure_template([migrations]).name, other.ensure_template([migrations]).built) == (
-            first.name, False
-        )
+        assert (
+            other.ensure_template([migrations]).name,
+            other.ensure_template([migrations]).built,
+        ) == (first.name, False)
     finally:
         other.close()
 
@@ -159,6 +159,6 @@ def test_a_no_transaction_migration_runs_outside_a_transaction(
     template = provisioner.ensure_template([SqlDirectory(directory)])
     clone = provisioner.create(template.name.replace("tpl_", "t_"), template.name)
     with pg_server.connect(clone.name) as conn:
-        assert conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 't'").fetchall() == [
-            ("t_id",)
-        ]
+        assert conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 't'"
+        ).fetchall() == [("t_id",)]

@@ -16,7 +16,9 @@ SCRIPT = Path(sys.executable).with_name("seamtest")
 
 def seamtest_command(*args: str) -> subprocess.CompletedProcess[str]:
     command = [str(SCRIPT)] if SCRIPT.exists() else [shutil.which("seamtest") or "seamtest"]
-    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def test_version() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from ..helpers import ITEMS_MIGRATION, run_inner, write_files, write_ini
+from tests.helpers import ITEMS_MIGRATION, run_inner, write_files, write_ini
 
 #: The test records which server process it talked to, through the parent of its backend.
 RECORD_SERVER = """
@@ -34,10 +34,11 @@ RECORD_SERVER = """
         backend = db.execute("SELECT pg_backend_pid()").fetchone()[0]
         postmaster = int(status(backend)["PPid"])
         data = db.execute("SHOW data_directory").fetchone()[0]
+        cmdline = pathlib.Path(f"/proc/{postmaster}/cmdline").read_bytes()
         info = {
             "postmaster": postmaster,
             "postmaster_uid": int(status(postmaster)["Uid"].split()[0]),
-            "postmaster_cmd": pathlib.Path(f"/proc/{postmaster}/cmdline").read_bytes().split(b"\\0")[0].decode(),
+            "postmaster_cmd": cmdline.split(b"\\0")[0].decode(),
             "data": data,
             "version": db.execute("SHOW server_version").fetchone()[0],
             "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
@@ -105,7 +106,9 @@ def test_xdist_workers_share_one_server_that_stops_with_the_run(project: pytest.
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root can test running as root")
 def test_as_root_the_server_runs_as_an_unprivileged_user(project: pytest.Pytester) -> None:
-    project.makepyfile(test_root=RECORD_SERVER + "\n    def test_it(db):\n        record('it', db)\n")
+    project.makepyfile(
+        test_root=RECORD_SERVER + "\n    def test_it(db):\n        record('it', db)\n"
+    )
     result = run_inner(project)
     result.assert_outcomes(passed=1)
     [info] = records(project).values()
@@ -126,7 +129,9 @@ def test_as_root_binaries_the_server_user_cannot_read_still_work(
     private.mkdir(mode=0o700)
     shutil.copytree("/usr/lib/postgresql/15", private / "pg15", symlinks=True)
     bin_dir = private / "pg15" / "bin"
-    project.makepyfile(test_root=RECORD_SERVER + "\n    def test_it(db):\n        record('it', db)\n")
+    project.makepyfile(
+        test_root=RECORD_SERVER + "\n    def test_it(db):\n        record('it', db)\n"
+    )
     result = run_inner(project, f"--seamtest-bin-dir={bin_dir}")
     copied = re.search(r"copied to (/\S+) because postgres cannot read", result.stdout.str())
     try:
@@ -159,8 +164,11 @@ def test_sigkill_of_pytest_leaves_no_server_behind(project: pytest.Pytester) -> 
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(lambda: info_file.exists() or proc.poll() is not None, 120,
-                 "the inner test never started its database")
+        wait_for(
+            lambda: info_file.exists() or proc.poll() is not None,
+            120,
+            "the inner test never started its database",
+        )
         assert proc.poll() is None, "the inner pytest ended before it was killed"
         info = json.loads(info_file.read_text())
         runtime_dir = Path(info["data"]).parent
@@ -170,8 +178,11 @@ def test_sigkill_of_pytest_leaves_no_server_behind(project: pytest.Pytester) -> 
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
 
-        wait_for(lambda: not running(info["postmaster"]), 20,
-                 f"postmaster {info['postmaster']} outlived the pytest run")
+        wait_for(
+            lambda: not running(info["postmaster"]),
+            20,
+            f"postmaster {info['postmaster']} outlived the pytest run",
+        )
         wait_for(lambda: not runtime_dir.exists(), 20, f"{runtime_dir} was left behind")
     finally:
         if proc.poll() is None:

@@ -7,8 +7,14 @@ import json
 import pytest
 
 from seamtest._server import Endpoint
-
-from ..helpers import ITEMS_MIGRATION, databases_like, like_prefix, run_inner, write_files, write_ini
+from tests.helpers import (
+    ITEMS_MIGRATION,
+    databases_like,
+    like_prefix,
+    run_inner,
+    write_files,
+    write_ini,
+)
 
 ENV = [
     "DATABASE_URL={url}",

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from seamtest._server import Endpoint
-
-from ..helpers import ITEMS_MIGRATION, run_inner, write_files, write_ini
+from tests.helpers import ITEMS_MIGRATION, run_inner, write_files, write_ini
 
 BAD_MIGRATION = {
     "0001_ok.sql": "CREATE TABLE a (id int);\n",
@@ -41,9 +40,8 @@ def test_a_bad_migration_names_file_line_and_server_message(project: pytest.Pyte
     project.makepyfile(THREE_TESTS)
     result = run_inner(project)
     assert result.ret != pytest.ExitCode.OK
-    result.stdout.fnmatch_lines(
-        [f"*{project.path / 'migrations' / '0002_x.sql'}:3: ERROR: syntax error at or near \"TABLEX\"*"]
-    )
+    where = project.path / "migrations" / "0002_x.sql"
+    result.stdout.fnmatch_lines([f'*{where}:3: ERROR: syntax error at or near "TABLEX"*'])
     assert "test_first" in result.stdout.str()
 
 
@@ -63,7 +61,9 @@ def test_a_bad_migration_stops_the_session(project: pytest.Pytester) -> None:
 
 def test_a_missing_fixture_file_names_the_path_searched(project: pytest.Pytester) -> None:
     write_files(project, "migrations", ITEMS_MIGRATION)
-    write_files(project, "tests/fixtures", {"users.sql": "INSERT INTO items (label) VALUES ('u');\n"})
+    write_files(
+        project, "tests/fixtures", {"users.sql": "INSERT INTO items (label) VALUES ('u');\n"}
+    )
     project.makepyfile(
         """
         import pytest
@@ -129,7 +129,10 @@ def test_a_marker_typo_fails_at_collection_naming_the_keyword(project: pytest.Py
     result = run_inner(project)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["*bad marker arguments*", "*test_typo.py::test_typo*unexpected keyword argument 'fixture'*"]
+        [
+            "*bad marker arguments*",
+            "*test_typo.py::test_typo*unexpected keyword argument 'fixture'*",
+        ]
     )
     assert "test_fine" not in result.stdout.str()  # nothing ran
     assert " passed" not in result.stdout.str()
@@ -164,5 +167,8 @@ def test_a_remote_url_is_refused_before_anything_runs(project: pytest.Pytester) 
     project.makepyfile(THREE_TESTS)
     result = run_inner(project, "--seamtest-url=postgresql://app@db.example.com/app")
     assert result.ret != pytest.ExitCode.OK
-    assert "db.example.com, which is not a loopback address" in result.stdout.str() + result.stderr.str()
+    assert (
+        "db.example.com, which is not a loopback address"
+        in result.stdout.str() + result.stderr.str()
+    )
     assert "seamtest_allow_remote" in result.stdout.str() + result.stderr.str()

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from seamtest._server import Endpoint
-
-from ..helpers import ITEMS_MIGRATION, run_inner, write_files, write_ini
+from tests.helpers import ITEMS_MIGRATION, run_inner, write_files, write_ini
 
 #: Every test inserts a row of its own and must then see the seed row and that row only;
 #: each records which database it had. Were any state shared, the later tests would see
@@ -165,8 +163,13 @@ def test_other_isolation_strategies_share_no_state_either(
         test_async=ASYNCIO_TESTS.replace("FRESH_SEQUENCES = True", fresh),
     )
     result = run_inner(
-        project, f"--seamtest-isolation={isolation}", "-p", "asyncio", "--asyncio-mode=auto",
-        "-k", "not test_db_url",
+        project,
+        f"--seamtest-isolation={isolation}",
+        "-p",
+        "asyncio",
+        "--asyncio-mode=auto",
+        "-k",
+        "not test_db_url",
     )
     result.assert_outcomes(passed=7, deselected=4)
     result.stdout.fnmatch_lines([f"*isolation: {isolation} (from --seamtest-isolation)*"])

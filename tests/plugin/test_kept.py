@@ -12,8 +12,14 @@ import psycopg
 import pytest
 
 from seamtest._server import Endpoint
-
-from ..helpers import ITEMS_MIGRATION, databases_like, like_prefix, run_inner, write_files, write_ini
+from tests.helpers import (
+    ITEMS_MIGRATION,
+    databases_like,
+    like_prefix,
+    run_inner,
+    write_files,
+    write_ini,
+)
 
 TESTS = """
     def test_passes_one(db):
@@ -77,7 +83,9 @@ def test_a_failed_test_keeps_its_database_and_shows_how_to_open_it(
 
     # The failure's report carries a seamtest section with a psql command for it.
     [(name, url)] = kept_databases(result)
-    result.stdout.fnmatch_lines(["*- seamtest -*", f"kept database {name}", "    psql 'postgresql://*'"])
+    result.stdout.fnmatch_lines(
+        ["*- seamtest -*", f"kept database {name}", "    psql 'postgresql://*'"]
+    )
     assert name.startswith(db_prefix)
     assert url.rsplit("/", 1)[-1] == name
 
@@ -89,7 +97,9 @@ def test_a_failed_test_keeps_its_database_and_shows_how_to_open_it(
 
 
 def test_keep_failed_false_keeps_nothing(
-    project: pytest.Pytester, pg_server: Endpoint, db_prefix: str,
+    project: pytest.Pytester,
+    pg_server: Endpoint,
+    db_prefix: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     project.makepyfile(test_mixed=TESTS + FAILING)
@@ -115,7 +125,8 @@ def test_a_rerun_starts_fresh_despite_the_kept_database(
     [(second_name, second_url)] = kept_databases(second)
     with psycopg.connect(second_url) as conn:
         assert conn.execute("SELECT label FROM items ORDER BY id").fetchall() == [
-            ("seed",), ("evidence",)
+            ("seed",),
+            ("evidence",),
         ]
     # At most the two failures' databases are left (a rerun may replace the first).
     assert second_name in left_behind(pg_server, db_prefix) <= {first_name, second_name}

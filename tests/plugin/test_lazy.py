@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ..helpers import ITEMS_MIGRATION, run_inner, write_files, write_ini
+from tests.helpers import ITEMS_MIGRATION, run_inner, write_files, write_ini
 
 NO_DATABASE = """
     def test_arithmetic():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ..helpers import ITEMS_MIGRATION, run_inner, write_files, write_ini
+from tests.helpers import ITEMS_MIGRATION, run_inner, write_files, write_ini
 
 
 def test_embedded_server_under_filterwarnings_error(inner: pytest.Pytester) -> None:

@@ -64,8 +64,16 @@ def test_unset_command_line_values_fall_through() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("1", True), ("true", True), ("YES", True), (" on ", True), ("0", False), ("off", False),
-     ("no", False), ("", False)],
+    [
+        ("1", True),
+        ("true", True),
+        ("YES", True),
+        (" on ", True),
+        ("0", False),
+        ("off", False),
+        ("no", False),
+        ("", False),
+    ],
 )
 def test_booleans_from_the_environment(raw: str, expected: bool) -> None:
     resolved = settings(env={"SEAMTEST_KEEP_FAILED": raw})
@@ -73,7 +81,10 @@ def test_booleans_from_the_environment(raw: str, expected: bool) -> None:
 
 
 def test_a_bad_boolean_names_the_setting_and_its_source() -> None:
-    with pytest.raises(ConfigError, match=r"seamtest_keep_failed \(from SEAMTEST_KEEP_FAILED\) = 'maybe': use true or false"):
+    with pytest.raises(
+        ConfigError,
+        match=r"seamtest_keep_failed \(from SEAMTEST_KEEP_FAILED\) = 'maybe': use true or false",
+    ):
         settings(env={"SEAMTEST_KEEP_FAILED": "maybe"})
 
 
@@ -92,7 +103,9 @@ def test_an_unknown_isolation_lists_the_choices() -> None:
 
 
 def test_a_kept_ttl_that_is_not_a_number_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"seamtest_kept_ttl \(from --seamtest-kept-ttl\) = 'a day'"):
+    with pytest.raises(
+        ConfigError, match=r"seamtest_kept_ttl \(from --seamtest-kept-ttl\) = 'a day'"
+    ):
         settings(cli={"seamtest_kept_ttl": "a day"})
 
 

@@ -20,7 +20,10 @@ def make(directory: Path, *names: str) -> SqlDirectory:
 def test_files_are_ordered_by_version_number_not_by_text(tmp_path: Path) -> None:
     source = make(tmp_path, "10_ten.sql", "2_two.sql", "0001_one.sql", "20240101120000_late.up.sql")
     assert [p.name for p in source.files()] == [
-        "0001_one.sql", "2_two.sql", "10_ten.sql", "20240101120000_late.up.sql"
+        "0001_one.sql",
+        "2_two.sql",
+        "10_ten.sql",
+        "20240101120000_late.up.sql",
     ]
 
 
@@ -50,7 +53,9 @@ def test_two_files_with_one_version_are_an_error_naming_both(tmp_path: Path) -> 
 
 def test_a_missing_directory_says_what_was_expected(tmp_path: Path) -> None:
     source = SqlDirectory(tmp_path / "nope", "seamtest_migrations (from ini)")
-    with pytest.raises(ConfigError, match=r"seamtest_migrations \(from ini\): .*nope is not a directory"):
+    with pytest.raises(
+        ConfigError, match=r"seamtest_migrations \(from ini\): .*nope is not a directory"
+    ):
         source.files()
 
 

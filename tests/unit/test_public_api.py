@@ -16,7 +16,8 @@ def test_all_is_sorted_and_importable() -> None:
 
 def test_every_error_is_exported_and_derives_from_seamtest_error() -> None:
     classes = {
-        name for name, value in vars(errors).items()
+        name
+        for name, value in vars(errors).items()
         if isinstance(value, type) and issubclass(value, Exception)
     }
     assert classes <= set(seamtest.__all__)

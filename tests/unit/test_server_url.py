@@ -20,8 +20,15 @@ def test_loopback_hosts(host: str) -> None:
 
 @pytest.mark.parametrize(
     "host",
-    ["10.0.0.5", "192.168.1.1", "0.0.0.0", "::", "db.example.com", "localhost.example.com",
-     "2001:db8::1"],
+    [
+        "10.0.0.5",
+        "192.168.1.1",
+        "0.0.0.0",
+        "::",
+        "db.example.com",
+        "localhost.example.com",
+        "2001:db8::1",
+    ],
 )
 def test_other_hosts_are_not_loopback(host: str) -> None:
     assert not is_loopback(host)
@@ -69,21 +76,31 @@ def test_a_full_url_is_parsed_and_decoded() -> None:
         origin=ORIGIN,
     )
     assert (endpoint.host, endpoint.port, endpoint.user, endpoint.password, endpoint.dbname) == (
-        "127.0.0.1", 6543, "app@corp", "p@ss:word", "my db"
+        "127.0.0.1",
+        6543,
+        "app@corp",
+        "p@ss:word",
+        "my db",
     )
     assert endpoint.params == {"sslmode": "disable"}
     assert endpoint.socket_dir is None
     # And back: the URL seamtest hands to applications carries the same credentials.
     again = parse_url(endpoint.url(), allow_remote=False, origin=ORIGIN)
     assert (again.user, again.password, again.dbname, again.params) == (
-        "app@corp", "p@ss:word", "my db", {"sslmode": "disable"}
+        "app@corp",
+        "p@ss:word",
+        "my db",
+        {"sslmode": "disable"},
     )
 
 
 def test_defaults_for_a_bare_url() -> None:
     endpoint = parse_url("postgresql://localhost", allow_remote=False, origin=ORIGIN)
     assert (endpoint.port, endpoint.user, endpoint.password, endpoint.dbname) == (
-        5432, "postgres", None, "postgres"
+        5432,
+        "postgres",
+        None,
+        "postgres",
     )
 
 
@@ -115,6 +132,15 @@ def test_redacted_url_hides_the_password() -> None:
 
 
 def test_endpoints_travel_as_json() -> None:
-    endpoint = Endpoint("embedded", "127.0.0.1", 5433, "seamtest", "pw", "postgres",
-                        socket_dir="/tmp/s", params={"sslmode": "disable"}, version="18.6")
+    endpoint = Endpoint(
+        "embedded",
+        "127.0.0.1",
+        5433,
+        "seamtest",
+        "pw",
+        "postgres",
+        socket_dir="/tmp/s",
+        params={"sslmode": "disable"},
+        version="18.6",
+    )
     assert Endpoint.from_json(endpoint.to_json()) == endpoint
