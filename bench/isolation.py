@@ -116,7 +116,7 @@ def strategy_table(results: list[SessionResult]) -> str:
 # -- part 2: cleaning a shared database ----------------------------------------------------
 def _dirty(conn: psycopg.Connection[Any], schema: Schema, i: int) -> None:
     body = schema.test_body
-    exec(compile(body, "<test>", "exec"), {"conn": conn, "i": i})  # noqa: S102 - our own text
+    exec(compile(body, "<test>", "exec"), {"conn": conn, "i": i})
 
 
 def _sequences(conn: psycopg.Connection[Any], tables: tuple[str, ...]) -> list[str]:
@@ -197,7 +197,7 @@ def cleanup_methods(
 
 def _dirty_no_commit(conn: psycopg.Connection[Any], schema: Schema, i: int) -> None:
     body = schema.test_body.replace("conn.commit()", "conn.execute('RELEASE SAVEPOINT s')")
-    exec(compile(body, "<test>", "exec"), {"conn": conn, "i": i})  # noqa: S102 - our own text
+    exec(compile(body, "<test>", "exec"), {"conn": conn, "i": i})
 
 
 def cleanup_table(per_schema: dict[str, dict[str, list[float]]]) -> str:

@@ -18,7 +18,7 @@ PostgreSQL binaries and the same test-tuned server settings (fsync off, data on 
 
     python bench/suite.py                # 1,000 tests per session, serial and -n 2
     python bench/suite.py --tests 200    # smaller
-    python bench/suite.py --quick        # smoke run (50 tests, serial only)
+    python bench/suite.py --quick        # smoke run (20 tests, serial only)
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import argparse
 import importlib.util
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +56,7 @@ def conn(db):
 '''
 
 #: The server these two reach is started by suite.py and passed in BENCH_PG* variables.
-PYTEST_POSTGRESQL_CONFTEST = '''
+PYTEST_POSTGRESQL_CONFTEST = """
 import os
 from pathlib import Path
 
@@ -80,7 +79,7 @@ bench_postgresql = factories.postgresql("bench_noproc")
 @pytest.fixture
 def conn(bench_postgresql):
     return bench_postgresql
-'''
+"""
 
 SQLX_CONFTEST = '''
 import hashlib
@@ -242,7 +241,9 @@ def results_table(
             row += [f"{r.wall:.1f}", f"{r.rate:.0f}", ratio(r.rate, base.rate)]
         if len(modes) > 1:
             row.append(
-                ratio(results[contender.label, "-n 2"].rate, results[contender.label, "serial"].rate)
+                ratio(
+                    results[contender.label, "-n 2"].rate, results[contender.label, "serial"].rate
+                )
             )
         serial = results[contender.label, modes[0]]
         row.append(
@@ -271,17 +272,22 @@ def main() -> None:
     parser.add_argument(
         "--only", default="", help="comma-separated substrings of contender names to run"
     )
-    parser.add_argument("--quick", action="store_true", help="smoke run: 50 tests, serial")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 20 tests, serial")
     args = parser.parse_args()
     if args.quick:
-        args.tests, args.serial_only = 50, True
+        args.tests, args.serial_only = 20, True
     modes = ["serial"] if args.serial_only else ["serial", "-n 2"]
-    chosen = [c for c in CONTENDERS if not args.only or any(s in c.label for s in args.only.split(","))]
+    chosen = [
+        c for c in CONTENDERS if not args.only or any(s in c.label for s in args.only.split(","))
+    ]
     if not any(c.label == BASELINE for c in chosen):
         chosen.insert(0, CONTENDERS[0])
-    skip: Callable[[Contender], bool] = lambda c: c.label.startswith("pytest-postgresql") and (
-        importlib.util.find_spec("pytest_postgresql") is None
-    )
+
+    def skip(c: Contender) -> bool:
+        return c.label.startswith("pytest-postgresql") and (
+            importlib.util.find_spec("pytest_postgresql") is None
+        )
+
     skipped = [c.label for c in chosen if skip(c)]
     chosen = [c for c in chosen if not skip(c)]
     started = time.perf_counter()

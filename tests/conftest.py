@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,11 +29,7 @@ _INHERITED = ("SEAMTEST_", "PYTEST_XDIST_", "PG")
 def pg_server() -> Iterator[Endpoint]:
     """One embedded PostgreSQL for this pytest process (each xdist worker has its own)."""
     server = EmbeddedServer(find_binaries(), run_as=choose_run_as(None))
-    with warnings.catch_warnings():
-        # start() drops the watchdog's Popen while it runs: a ResourceWarning that our
-        # "error" filter would turn into an error. plugin/test_warnings.py covers it.
-        warnings.simplefilter("ignore", ResourceWarning)
-        endpoint = server.start()
+    endpoint = server.start()
     yield endpoint
     server.stop()
 

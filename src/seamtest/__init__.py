@@ -12,15 +12,18 @@ __version__ = "0.1.0"
 
 from ._services import NotReady, Service, ServiceRecord, ServiceState
 from ._services_plugin import service_fixture
-from ._shared import LeakWarning
 from ._unique import Unique
 from .errors import (
+    AppLifespanError,
+    AppShutdownError,
+    AppStartupError,
     BinariesNotFoundError,
     ConfigError,
     DatabaseError,
     FixtureError,
     FixtureNotFoundError,
     LeakError,
+    LeakWarning,
     MigrationError,
     NoContainerEngine,
     RemoteServerRefused,
@@ -32,6 +35,9 @@ from .errors import (
 )
 
 __all__ = [
+    "AppLifespanError",
+    "AppShutdownError",
+    "AppStartupError",
     "BinariesNotFoundError",
     "ConfigError",
     "DatabaseError",

@@ -56,7 +56,7 @@ import httpx
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._migrations import CallableMigration
-from .errors import ConfigError, SeamtestError
+from .errors import AppLifespanError, AppShutdownError, AppStartupError, ConfigError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -72,18 +72,6 @@ DATABASE_URL = "DATABASE_URL"
 #: Seconds an app gets to return after it reported its lifespan finished (or failed)
 #: before seamtest cancels it: reporting is the contract, returning is courtesy.
 GRACE_SECONDS = 5.0
-
-
-class AppLifespanError(SeamtestError):
-    """The application's ASGI lifespan failed (to move into ``errors.py``)."""
-
-
-class AppStartupError(AppLifespanError):
-    """The application's lifespan startup failed, so the test could not run against it."""
-
-
-class AppShutdownError(AppLifespanError):
-    """The application's lifespan shutdown failed after the test."""
 
 
 class AppLifespanWarning(UserWarning):

@@ -75,6 +75,26 @@ OPTIONS = (
         "tests/fixtures",
     ),
     Option(
+        "seamtest_seed",
+        "Reference data loaded into the template after the migrations: SQL files, "
+        "directories of SQL files or 'module:function', one a line.",
+        "linelist",
+        (),
+    ),
+    Option(
+        "seamtest_template_deps",
+        "Installed distributions whose versions go into the template's key, one a line.",
+        "linelist",
+        (),
+        cli=False,
+    ),
+    Option(
+        "seamtest_rebuild",
+        "Build the template again even if one with its key exists.",
+        "bool",
+        False,
+    ),
+    Option(
         "seamtest_template_key",
         "Extra text mixed into the template's content hash (change it to force a rebuild).",
         "string",

@@ -23,6 +23,7 @@ import psycopg
 from psycopg import sql
 
 from . import __version__
+from ._fingerprint import config_id, explain_rebuild, schema_digest, template_inputs
 from ._migrations import MigrationSource
 from ._names import MAX_IDENTIFIER, database_name, digest
 from ._server import Endpoint
@@ -47,6 +48,7 @@ class Template:
     built: bool  # built by this process (False: found ready)
     seconds: float
     sources: tuple[str, ...]
+    why: str = ""  # "reused", or why it was built ("0002_x.sql changed", "forced ...")
 
 
 @dataclass(frozen=True)
@@ -225,11 +227,13 @@ class Provisioner:
         user_key: str = "",
         *,
         base: Template | None = None,
+        rebuild: bool = False,
     ) -> Template:
         """The published template for ``sources``, built now if no one has built it.
 
         With ``base``, the template is a layer: ``base`` plus ``sources`` (fixture files
-        loaded once, or the recycling machinery), keyed by both.
+        loaded once, or the recycling machinery), keyed by both. ``rebuild`` builds it
+        again even if it exists (once per run: the run's other workers reuse that build).
         """
         started = time.perf_counter()
         key = template_key(sources, self.endpoint.version, user_key)
@@ -237,18 +241,47 @@ class Provisioner:
             key = digest(f"{base.key}+{key}", 16)
         name = f"{self.prefix}tpl_{key}"
         described = tuple(s.describe() for s in sources)
-        if self.comment_of(name) is not None:
-            return Template(name, key, False, time.perf_counter() - started, described)
+
+        def found(why: str = "reused") -> Template:
+            return Template(name, key, False, time.perf_counter() - started, described, why)
+
+        if self.comment_of(name) is not None and not rebuild:
+            return found()
+        inputs = template_inputs(sources, self.endpoint.version, user_key)
+        config = config_id(sources)
         lock = [LOCK_CLASS, _lock_id(key)]
         self.execute(sql.SQL("SELECT pg_advisory_lock(%s, %s)"), lock)
         try:
-            if self.comment_of(name) is not None:  # a concurrent worker or run built it
-                return Template(name, key, False, time.perf_counter() - started, described)
+            existing = self.comment_of(name)
+            if existing is not None and (not rebuild or existing.get("run") == self.run_id):
+                return found()  # a concurrent worker or run built it
+            if existing is not None:
+                self.drop_now(name)
+                why = "forced by --seamtest-rebuild"
+            else:
+                why = explain_rebuild(self._previous_inputs(config), inputs)
             self._drop_abandoned_builds(key)
-            self._build(name, key, sources, base.name if base else "template0")
+            self._build(
+                name,
+                key,
+                sources,
+                base.name if base else "template0",
+                {"config": config, "inputs": inputs},
+            )
         finally:
             self.execute(sql.SQL("SELECT pg_advisory_unlock(%s, %s)"), lock)
-        return Template(name, key, True, time.perf_counter() - started, described)
+        return Template(name, key, True, time.perf_counter() - started, described, why)
+
+    def _previous_inputs(self, config: str) -> dict[str, str] | None:
+        """The inputs of the newest template built from the same configuration, if any."""
+        found = [
+            info
+            for _name, info in self.ours()
+            if info.get("kind") == "template" and info.get("config") == config and "inputs" in info
+        ]
+        if not found:
+            return None
+        return dict(max(found, key=lambda info: float(info.get("created", 0)))["inputs"])
 
     def _drop_abandoned_builds(self, key: str) -> None:
         # We hold this key's lock, so any build database for it was left by a crash.
@@ -258,7 +291,14 @@ class Provisioner:
         ):
             self.drop_now(name)
 
-    def _build(self, name: str, key: str, sources: Sequence[MigrationSource], base: str) -> None:
+    def _build(
+        self,
+        name: str,
+        key: str,
+        sources: Sequence[MigrationSource],
+        base: str,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         scratch = f"{self.prefix}build_{key}_{os.getpid()}"
         self.execute(
             sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
@@ -281,7 +321,16 @@ class Provisioner:
                         source.apply_url(self.endpoint.url(scratch))  # type: ignore[attr-defined]
                     else:
                         source.apply(conn)
+                schema = schema_digest(conn)
             self.wait_unused(scratch)
+            # Everything is in place before the rename, which is the atomic publish.
+            info = self._info(
+                "template", sources=[s.describe() for s in sources], schema=schema, **(extra or {})
+            )
+            self.set_comment(scratch, info)
+            self.execute(
+                sql.SQL("ALTER DATABASE {} IS_TEMPLATE true").format(sql.Identifier(scratch))
+            )
             self.execute(
                 sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
                     sql.Identifier(scratch), sql.Identifier(name)
@@ -290,8 +339,6 @@ class Provisioner:
         except BaseException:
             self.drop_now(scratch)
             raise
-        self.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE true").format(sql.Identifier(name)))
-        self.set_comment(name, self._info("template", sources=[s.describe() for s in sources]))
 
     # -- clones ------------------------------------------------------------------------
     def create(self, name: str, template: str | None, **info: Any) -> TestDatabase:
@@ -356,6 +403,8 @@ class Provisioner:
                 f"refusing to drop {name!r}: it lacks seamtest's prefix or bookkeeping comment"
             )
         self.wait_unused(name, timeout=2.0)
+        # A template cannot be dropped until it is not one (an abandoned build may be).
+        self.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(name)))
         self.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )

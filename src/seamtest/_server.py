@@ -112,17 +112,33 @@ def parse_url(url: str, *, allow_remote: bool, origin: str) -> Endpoint:
         port = parts.port or 5432
     except ValueError as exc:
         raise ConfigError(f"{origin}: bad port in {url!r}: {exc}") from None
-    params = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
-    host = unquote(parts.hostname or params.pop("host", "") or "localhost")
-    if not allow_remote and not is_loopback(host):
-        raise RemoteServerRefused(
-            f"{origin} names {host}, which is not a loopback address. seamtest creates and "
-            "drops databases on the server it is given, so it only touches remote servers "
-            "you allow: set seamtest_allow_remote = true (ini) or SEAMTEST_ALLOW_REMOTE=1."
-        )
-    dbname = unquote(parts.path.lstrip("/")) or "postgres"
-    user = unquote(parts.username or "") or "postgres"
-    password = unquote(parts.password) if parts.password is not None else None
+    params = {
+        unquote(k): unquote(v)
+        for k, _, v in (p.partition("=") for p in parts.query.split("&") if "=" in p)
+    }
+    # libpq lets query parameters override the URL's parts (?host=, ?hostaddr=): check
+    # what libpq would really connect to, not just the part before the path.
+    host = params.pop("host", "") or unquote(parts.hostname or "") or "localhost"
+    hostaddr = params.get("hostaddr", "")
+    if "port" in params:
+        if not params["port"].isdigit():
+            raise ConfigError(f"{origin}: bad port {params['port']!r} in {url!r}")
+        port = int(params.pop("port"))
+    if "," in host or "," in hostaddr:
+        raise ConfigError(f"{origin}: {url!r} names several hosts; give seamtest one server.")
+    for target in filter(None, (host, hostaddr)):
+        if not allow_remote and not is_loopback(target):
+            raise RemoteServerRefused(
+                f"{origin} names {target}, which is not a loopback address. seamtest creates "
+                "and drops databases on the server it is given, so it only touches remote "
+                "servers you allow: set seamtest_allow_remote = true (ini) or "
+                "SEAMTEST_ALLOW_REMOTE=1."
+            )
+    dbname = params.pop("dbname", "") or unquote(parts.path.lstrip("/")) or "postgres"
+    user = params.pop("user", "") or unquote(parts.username or "") or "postgres"
+    password = params.pop("password", None)
+    if password is None and parts.password is not None:
+        password = unquote(parts.password)
     return Endpoint(
         kind="external",
         host=host,
@@ -131,7 +147,7 @@ def parse_url(url: str, *, allow_remote: bool, origin: str) -> Endpoint:
         password=password,
         dbname=dbname,
         socket_dir=host if host.startswith("/") else None,
-        params={k: unquote(v) for k, v in params.items()},
+        params=params,
         description=f"external server {host}:{port} ({origin})",
     )
 

@@ -19,14 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from . import _watchdog
 from ._binaries import find_binaries
 from ._config import ISOLATIONS, Settings, env_templates, server_settings
 from ._embedded import TEST_SETTINGS, EmbeddedServer, log_tail, stop_recorded
+from ._fingerprint import EXTENSIONS_QUERY, extensions_fingerprint, fingerprint_extras
 from ._isolation import DatabasePerTest, DatabaseRequest, Isolation, Outcome
 from ._kept import collect_kept, kept_root
-from ._migrations import FixtureFiles, parse_sources
+from ._migrations import FixtureFiles, template_sources
 from ._privilege import RunAs, choose_run_as
 from ._provision import Provisioner, Template, TestDatabase
 from ._reuse import find_running
@@ -34,7 +36,7 @@ from ._run import Run, ServerRecord
 from ._server import ExternalServer, parse_url
 from ._shared import ResetIsolation, TransactionIsolation, UniqueIsolation, drop_unique
 from ._unique import counter
-from .errors import ConfigError, DatabaseError, SeamtestError, ServerError
+from .errors import ConfigError, DatabaseError, MigrationError, SeamtestError, ServerError
 
 
 @dataclass
@@ -92,6 +94,7 @@ class Session:
         self._strategies: dict[str, Isolation] = {}
         self._session_db: TestDatabase | None = None
         self._server_gone: ServerError | None = None
+        self._template_error: SeamtestError | None = None
         self.fixture_files = FixtureFiles(settings.rootdir / settings["seamtest_fixtures"])
         self.unique_counter = counter()
 
@@ -174,19 +177,28 @@ class Session:
 
     # -- templates and databases -------------------------------------------------------
     def template(self) -> Template:
+        if self._template_error is not None:  # built once, failed: no test gets a retry
+            raise self._template_error
+        try:
+            return self._ensure_template()
+        except (MigrationError, ConfigError) as exc:
+            self._template_error = exc
+            raise
+
+    def _ensure_template(self) -> Template:
         if self._template is None:
-            sources = parse_sources(
-                self.settings["seamtest_migrations"],
-                self.settings.rootdir,
-                self.settings.origin("seamtest_migrations"),
-            )
+            sources = template_sources(self.settings)
+            extensions = extensions_fingerprint(self.provisioner.execute(sql.SQL(EXTENSIONS_QUERY)))
             self._template = self.provisioner.ensure_template(
-                sources, self.settings["seamtest_template_key"]
+                sources,
+                fingerprint_extras(self.settings, extensions),
+                rebuild=bool(self.settings["seamtest_rebuild"]),
             )
             self.stats.templates.append(
                 {
                     "name": self._template.name,
                     "built": self._template.built,
+                    "why": self._template.why,
                     "seconds": self._template.seconds,
                     "sources": list(self._template.sources),
                     "worker": self.worker,

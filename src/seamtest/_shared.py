@@ -29,15 +29,11 @@ from ._names import database_name
 from ._provision import Provisioner, Template, TestDatabase
 from ._rollback import SharedTransaction
 from ._run import Run
-from .errors import LeakError, TransactionIsolationError
+from .errors import LeakError, LeakWarning, TransactionIsolationError
 
 #: Resets between VACUUMs of the shared database: DELETE leaves dead rows and autovacuum
 #: is off on the embedded server, so tables would grow and scans slow down over a run.
 VACUUM_EVERY = 500
-
-
-class LeakWarning(UserWarning):
-    """A test left state behind that its isolation strategy did not clean."""
 
 
 def report_leaks(request: DatabaseRequest, strategy: str, found: list[str], fix: str) -> None:

@@ -9,8 +9,19 @@ SeamtestError
 ├── MigrationError                      a migration failed (file, line, server message)
 ├── FixtureError                        a SQL fixture file is missing or failed
 │   └── FixtureNotFoundError (FileNotFoundError)
-└── DatabaseError                       provisioning a test database failed
-    └── TransactionIsolationError       something that cannot work under rollback isolation
+├── DatabaseError                       provisioning a test database failed
+│   ├── TransactionIsolationError       something that cannot work under rollback isolation
+│   └── LeakError                       a test left state behind (seamtest_leaks = "error")
+├── ServiceError                        a service (Redis, your own) could not start or answer
+│   ├── ServiceNotFoundError (FileNotFoundError)
+│   │                                   no binary for the service where seamtest looked
+│   └── NoContainerEngine               the container backend has no engine to talk to
+└── AppLifespanError                    the application under test failed its ASGI lifespan
+    ├── AppStartupError                 startup failed: the test could not run against it
+    └── AppShutdownError                shutdown failed after the test
+
+Warnings: LeakWarning (UserWarning), a test left state behind that its isolation strategy
+did not clean (an error instead with seamtest_leaks = "error").
 """
 
 from __future__ import annotations
@@ -70,3 +81,19 @@ class ServiceNotFoundError(ServiceError, FileNotFoundError):
 
 class NoContainerEngine(ServiceError):
     """The container backend was chosen and no Docker-compatible engine answers."""
+
+
+class AppLifespanError(SeamtestError):
+    """The application's ASGI lifespan failed."""
+
+
+class AppStartupError(AppLifespanError):
+    """The application's lifespan startup failed, so the test could not run against it."""
+
+
+class AppShutdownError(AppLifespanError):
+    """The application's lifespan shutdown failed after the test."""
+
+
+class LeakWarning(UserWarning):
+    """A test left state behind that its isolation strategy did not clean."""

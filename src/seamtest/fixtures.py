@@ -18,7 +18,7 @@ from ._isolation import DatabaseRequest, Isolation
 from ._provision import TestDatabase
 from ._session import Session
 from ._unique import Unique
-from .errors import ConfigError, SeamtestError
+from .errors import ConfigError, MigrationError, SeamtestError
 
 #: Redis isolation per test: FLUSHDB of the worker's logical database, or a key prefix.
 REDIS_ISOLATIONS = ("flush", "prefix")
@@ -104,6 +104,8 @@ def _seamtest_database(request: pytest.FixtureRequest) -> Iterator[TestDatabase]
         with session.explaining():
             database = session.acquire(database_request)
     except SeamtestError as exc:
+        if isinstance(exc, MigrationError):  # every later test would fail the same way
+            request.session.shouldstop = f"seamtest: the template could not be built: {exc}"
         # seamtest's errors say what happened and the fix; its own traceback adds noise.
         pytest.fail(f"seamtest: {exc}", pytrace=False)
     item.stash[ACTIVE] = (database, database_request)

@@ -29,6 +29,7 @@ pytest_plugins = [
     "seamtest._drivers",
     "seamtest._services_plugin",
     "seamtest._apps_plugin",
+    "seamtest._checks_plugin",
 ]
 
 STARTED_EARLY = pytest.StashKey[bool]()
@@ -40,7 +41,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(option.name, option.help, type=option.type, default=option.default)  # type: ignore[arg-type]
         if not option.cli:
             continue
-        if option.type == "bool":
+        if option.type == "bool":  # --seamtest-x switches it on, --seamtest-no-x off
             group.addoption(
                 option.flag,
                 dest=option.name,
@@ -48,6 +49,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 const=True,
                 default=None,
                 help=option.help,
+            )
+            group.addoption(
+                option.flag.replace("--seamtest-", "--seamtest-no-", 1),
+                dest=option.name,
+                action="store_const",
+                const=False,
+                default=None,
+                help=f"The opposite of {option.flag}.",
             )
         else:
             group.addoption(option.flag, dest=option.name, default=None, help=option.help)
@@ -87,7 +96,9 @@ def pytest_load_initial_conftests(
     namespace = early_config.known_args_namespace
     session = _make_session(early_config, namespace)
     early_config.stash[SESSION] = session
-    if session.settings["seamtest_env"] and not _is_controller(namespace):
+    # The xdist controller imports conftest files too, so it exports as well (its own
+    # session database, which no test uses but a conftest may connect to on import).
+    if session.settings["seamtest_env"]:
         try:
             session.export_environment()
         except SeamtestError as exc:
@@ -205,9 +216,12 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         write(f"server: {server['description']}" + (f"; {timings}" if timings else ""))
     for template in stats.templates:
         verb = "built" if template["built"] else "reused"
+        why = template.get("why", "")
+        because = f", {why}" if template["built"] and why else ""
+        sources = ", ".join(template["sources"]) or "no migrations"
         write(
-            f"template {template['name']}: {verb} in {template['seconds'] * 1000:.0f} ms "
-            f"({template['worker']}; {', '.join(template['sources']) or 'no migrations'})"
+            f"template {template['name']}: {verb} in {template['seconds'] * 1000:.0f} ms"
+            f"{because} ({template['worker']}; {sources})"
         )
     if stats.setup_seconds:
         write(
