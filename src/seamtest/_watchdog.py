@@ -31,11 +31,21 @@ KEEP_MARKER = "KEEP"
 
 
 def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie child of ours is reaped and counts as gone)."""
+    """Whether ``pid`` runs. A zombie counts as gone: ours is reaped here, and another's
+    (a server started by an xdist worker that has exited) may wait seconds for an init
+    that reaps slowly, as some container inits do."""
     with contextlib.suppress(ChildProcessError):
         done, _status = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # "pid (comm) state ...": the state follows the last ')'.
+            return stat.read().rpartition(b")")[2].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc (not Linux): ask the kernel
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
