@@ -243,7 +243,14 @@ def run_pytest(
     """Run ``python -m pytest`` in ``directory``; fail loudly if any test did not pass."""
     stats_file = directory / "bench-stats.json"
     stats_file.unlink(missing_ok=True)
-    full_env = {**os.environ, **(env or {}), "BENCH_STATS": str(stats_file)}
+    # Never borrow a 'seamtest up' server that happens to run here: each session measures
+    # its own start unless the caller asks for reuse (startup.py does, for that row).
+    full_env = {
+        **os.environ,
+        "SEAMTEST_REUSE": "false",
+        **(env or {}),
+        "BENCH_STATS": str(stats_file),
+    }
     full_env.pop("PYTEST_ADDOPTS", None)
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
     started = time.perf_counter()

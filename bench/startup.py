@@ -4,6 +4,8 @@ Three pytest sessions of one test each, repeated, medians reported:
 
 * plain: a test that asks for no database (pytest and seamtest's import, no server);
 * warm: one database test with the cached initdb'd cluster in place (the usual case);
+* warm with ``seamtest up``: the same test against a server kept running between runs
+  (started in a private cache directory, stopped afterwards);
 * cold: one database test with an empty cache (``SEAMTEST_CACHE_DIR`` pointed at a new
   directory), so initdb runs.
 
@@ -18,7 +20,10 @@ build, the first database).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -68,6 +73,27 @@ def seamtest_timings(result: SessionResult) -> dict[str, float]:
     return timings
 
 
+UP = "warm, 'seamtest up' server"
+
+
+def with_seamtest_up(project: Path, cache: Path, repeat: int) -> list[SessionResult]:
+    """Sessions that reuse a ``seamtest up`` server (and its templates).
+
+    The server lives in a private ``SEAMTEST_CACHE_DIR``, so this never touches (or
+    stops) a ``seamtest up`` server someone else runs on this machine.
+    """
+    env = {"SEAMTEST_CACHE_DIR": str(cache), "SEAMTEST_REUSE": "true"}
+    seamtest = [sys.executable, "-m", "seamtest._cli"]
+    subprocess.run([*seamtest, "up"], env={**os.environ, **env}, check=True, capture_output=True)
+    try:
+        run_pytest("up warm-up", project, 1, ARGS, env)  # builds the template once
+        return [run_pytest("up", project, 1, ARGS, env) for _ in range(repeat)]
+    finally:
+        subprocess.run(
+            [*seamtest, "down"], env={**os.environ, **env}, check=True, capture_output=True
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
@@ -110,6 +136,10 @@ def main() -> None:
                 for kind, result in runs.items():
                     walls.setdefault((schema.name, kind), []).append(result.wall)
                     steps.setdefault((schema.name, kind), []).append(seamtest_timings(result))
+            up_runs = with_seamtest_up(base / "db", root / f"up-cache-{index}", args.repeat)
+            for result in up_runs:
+                walls.setdefault((schema.name, UP), []).append(result.wall)
+                steps.setdefault((schema.name, UP), []).append(seamtest_timings(result))
             print(f"  {schema.name}: done", flush=True)
 
     heading(f"Start to the first test (median of {args.repeat})")

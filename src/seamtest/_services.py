@@ -20,7 +20,6 @@ Errors (all ``SeamtestError``, so one ``except`` catches seamtest's failures)::
 from __future__ import annotations
 
 import contextlib
-import enum
 import json
 import os
 import pwd
@@ -41,7 +40,7 @@ from . import _watchdog
 from ._embedded import log_tail, runtime_parent
 from ._privilege import RunAs, can_reach
 from ._run import Run
-from ._server import free_port
+from ._server import ServerState, free_port
 from .errors import ServiceError
 
 
@@ -49,15 +48,8 @@ class NotReady(Exception):
     """Raised by :meth:`Service.probe`: the service does not answer yet; try again."""
 
 
-class ServiceState(enum.Enum):
-    """Lifecycle of a service process seamtest manages."""
-
-    NEW = "new"
-    STARTING = "starting"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-    FAILED = "failed"
+#: A service's lifecycle is a server's: the same states, the same rules.
+ServiceState = ServerState
 
 
 @dataclass(frozen=True)

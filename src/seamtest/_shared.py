@@ -8,6 +8,7 @@ clean is named in a warning, or an error with ``seamtest_leaks = "error"``.
 
 from __future__ import annotations
 
+import abc
 import json
 import time
 import warnings
@@ -184,7 +185,26 @@ class TransactionIsolation(Isolation):
         self.shared.discard("transaction strategy database")
 
 
-class ResetIsolation(Isolation):
+class _CommittingShared(Isolation):
+    """A shared database with real commits: connections are opened ahead of each test."""
+
+    _prefetch: Prefetcher | None = None
+
+    @abc.abstractmethod
+    def _database(self) -> TestDatabase:
+        """The shared database, created (and its Prefetcher set up) on first use."""
+
+    def acquire(self, request: DatabaseRequest) -> TestDatabase:
+        database = self._database()
+        apply_fixtures(database.conninfo, request.fixtures)
+        return database
+
+    def connect(self, database: TestDatabase) -> psycopg.Connection[Any]:
+        assert self._prefetch is not None
+        return self._prefetch.take()
+
+
+class ResetIsolation(_CommittingShared):
     """A per-worker database with real commits, cleaned after each test.
 
     Only what the test dirtied is cleaned (tracked by statement triggers), tables that had
@@ -230,15 +250,6 @@ class ResetIsolation(Isolation):
         if not self.keep_failed:
             return None
         return database.endpoint.url(test_database_name(self.provisioner.prefix, request.nodeid))
-
-    def acquire(self, request: DatabaseRequest) -> TestDatabase:
-        database = self._database()
-        apply_fixtures(database.conninfo, request.fixtures)
-        return database
-
-    def connect(self, database: TestDatabase) -> psycopg.Connection[Any]:
-        assert self._prefetch is not None
-        return self._prefetch.take()
 
     def _disconnect_all(self) -> None:
         if self._prefetch is not None:
@@ -300,7 +311,7 @@ class ResetIsolation(Isolation):
         self.shared.discard("reset strategy database")
 
 
-class UniqueIsolation(Isolation):
+class UniqueIsolation(_CommittingShared):
     """One database for the whole run, shared by every xdist worker; nothing cleaned per test.
 
     Tests stay apart by using unique values (the ``unique`` fixture) instead of cleaning.
@@ -336,15 +347,6 @@ class UniqueIsolation(Isolation):
             self._prefetch = Prefetcher(database.conninfo)
             self.database = database
         return self.database
-
-    def acquire(self, request: DatabaseRequest) -> TestDatabase:
-        database = self._database()
-        apply_fixtures(database.conninfo, request.fixtures)
-        return database
-
-    def connect(self, database: TestDatabase) -> psycopg.Connection[Any]:
-        assert self._prefetch is not None
-        return self._prefetch.take()
 
     def kept_url(self, database: TestDatabase, request: DatabaseRequest) -> str | None:
         return None  # shared by the run; dropped when it ends
