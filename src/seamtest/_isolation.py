@@ -18,7 +18,6 @@ unique         one database for the whole run              nothing per test: uni
 from __future__ import annotations
 
 import abc
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
+from ._connections import PooledConnection
 from ._migrations import FixtureFiles
 from ._names import database_name, label_for_test
 from ._pool import ClonePool, RecycleLayer
@@ -148,7 +148,9 @@ class DatabasePerTest(Isolation):
         self.worker = worker
         self.pool: ClonePool | None = None
         self.layer: Template | None = None
-        self._opened: dict[str, psycopg.Connection[Any]] = {}
+        #: Per database: the session opened ahead (before the test), or handed back
+        #: by the test's ``db`` at teardown, for the pool to recycle.
+        self._sessions: dict[str, pq.abc.PGconn] = {}
 
     def _pool(self) -> ClonePool:
         if self.pool is None:
@@ -169,8 +171,8 @@ class DatabasePerTest(Isolation):
         if self.pool_size > 0:
             ready = self._pool().take()
             database = ready.database
-            if ready.conn is not None:
-                self._opened[database.name] = ready.conn
+            if ready.pgconn is not None:
+                self._sessions[database.name] = ready.pgconn
         else:
             name = test_database_name(self.provisioner.prefix, request.nodeid)
             database = self.provisioner.create(name, self.template().name, test=request.nodeid)
@@ -183,15 +185,25 @@ class DatabasePerTest(Isolation):
         return database
 
     def connect(self, database: TestDatabase) -> psycopg.Connection[Any]:
-        conn = self._opened.pop(database.name, None)
-        if conn is not None and not conn.closed:
-            return conn
-        return psycopg.connect(database.conninfo)
+        if self.pool is None:
+            return psycopg.connect(database.conninfo)
+        pgconn = self._sessions.pop(database.name, None)
+        if pgconn is not None and pgconn.status == pq.ConnStatus.OK:
+            return PooledConnection(pgconn)  # a new object over the session opened ahead
+        return PooledConnection.connect(database.conninfo)
+
+    def disconnect(self, conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
+        if isinstance(conn, PooledConnection) and self.pool is not None and self.recycle:
+            pgconn = conn.detach()  # back to the pool with its database, if still usable
+            if pgconn is not None:
+                self._sessions.setdefault(conn.info.dbname, pgconn)
+                return
+        super().disconnect(conn)
 
     def _close_opened(self, database: TestDatabase) -> None:
-        conn = self._opened.pop(database.name, None)
-        if conn is not None:
-            conn.close()
+        pgconn = self._sessions.pop(database.name, None)
+        if pgconn is not None:
+            pgconn.finish()
 
     def kept_url(self, database: TestDatabase, request: DatabaseRequest) -> str | None:
         if not self.keep_failed:
@@ -200,71 +212,24 @@ class DatabasePerTest(Isolation):
 
     def release(self, database: TestDatabase, request: DatabaseRequest, *, failed: bool) -> Outcome:
         started = time.perf_counter()
-        self._close_opened(database)  # opened ahead but never used
         outcome = Outcome()
         name = test_database_name(self.provisioner.prefix, request.nodeid)
         if failed and self.keep_failed:
+            self._close_opened(database)
             if database.name != name:
                 database = self.provisioner.rename(database.name, name, test=request.nodeid)
             self.provisioner.keep(database.name, test=request.nodeid)
             outcome.kept_url = database.url
         elif self.pool is not None:
-            self.pool.give_back(database, request.nodeid)
+            self.pool.give_back(database, request.nodeid, self._sessions.pop(database.name, None))
         else:
             self.provisioner.drop_later(database.name, request.nodeid)
         outcome.seconds = time.perf_counter() - started
         return outcome
 
     def close(self) -> None:
-        for conn in self._opened.values():
-            conn.close()
-        self._opened.clear()
+        for pgconn in self._sessions.values():
+            pgconn.finish()
+        self._sessions.clear()
         if self.pool is not None:
             self.pool.close()
-
-
-class Prefetcher:
-    """Keeps one connection to a database opened ahead, in a background thread.
-
-    Connecting costs 4.5-6 ms here (shared/MEASUREMENTS.md); the shared-database
-    strategies open the next test's connection while the current test runs.
-    """
-
-    def __init__(self, conninfo: str) -> None:
-        self.conninfo = conninfo
-        self._ready: psycopg.Connection[Any] | None = None
-        self._thread: threading.Thread | None = None
-        self._closed = False
-
-    def _open(self) -> None:
-        try:
-            conn = psycopg.connect(self.conninfo)
-        except psycopg.Error:
-            return  # take() connects in the foreground and reports the error
-        if self._closed:
-            conn.close()
-        else:
-            self._ready = conn
-
-    def prefetch(self) -> None:
-        if self._thread is None and self._ready is None and not self._closed:
-            self._thread = threading.Thread(target=self._open, name="seamtest-connect", daemon=True)
-            self._thread.start()
-
-    def take(self) -> psycopg.Connection[Any]:
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        conn, self._ready = self._ready, None
-        if conn is None or conn.closed:
-            conn = psycopg.connect(self.conninfo)
-        return conn
-
-    def close(self) -> None:
-        self._closed = True
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._ready is not None:
-            self._ready.close()
-            self._ready = None

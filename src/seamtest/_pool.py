@@ -2,11 +2,15 @@
 
 A background thread keeps ``size`` databases cloned from the template and ready, each
 with a connection already open, so taking one costs a queue pop. With recycling, a
-database whose test passed comes back through the same thread: the reset machinery
+database whose test passed comes back through the same thread, with the test's own
+connection: its session is cleaned (see ``_connections``), the reset machinery
 (statement triggers, snapshots, see ``_reset``) cleans only what the test dirtied, a
-digest then proves it equal to a fresh clone (row counts, sequences, schema, large
-objects), and only then does it go back in the pool. Anything else is dropped and
-replaced by a new clone: a schema change, a failed proof, a test still connected.
+digest then proves the database equal to a fresh clone (row counts, sequences, schema,
+large objects, database settings), and only then do both go back in the pool, the next
+test getting a new connection object over the same, already warm, server session
+(a new session would pay ~10 ms of cold catalog caches and plpgsql compilation per
+recycle). Anything else is dropped and replaced by a new clone: a schema change, a
+failed proof, a test still connected.
 
 Recycling needs the reset machinery inside each clone, so recycled pools clone from a
 layer template (the user's template plus the ``seamtest_reset`` schema and triggers),
@@ -22,8 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import pq
 
 from . import _reset
+from ._connections import PooledConnection, clean_session
 from ._names import database_name, digest
 from ._provision import Provisioner, Template, TestDatabase
 
@@ -33,11 +39,15 @@ TAKE_TIMEOUT = 10.0
 
 @dataclass
 class Ready:
-    """A pooled database with the connection opened for it."""
+    """A pooled database with the libpq connection opened for it."""
 
     database: TestDatabase
-    conn: psycopg.Connection[Any] | None
+    pgconn: pq.abc.PGconn | None
     recycled: bool = False
+
+    def discard(self) -> None:
+        if self.pgconn is not None:
+            self.pgconn.finish()
 
 
 @dataclass
@@ -84,7 +94,9 @@ class ClonePool:
         self.worker = worker
         self.stats = PoolStats()
         self._ready: collections.deque[Ready] = collections.deque()
-        self._returned: collections.deque[tuple[str, str]] = collections.deque()
+        self._returned: collections.deque[tuple[str, str, pq.abc.PGconn | None]] = (
+            collections.deque()
+        )
         self._cond = threading.Condition()
         self._closed = False
         self._serial = 0
@@ -121,13 +133,15 @@ class ClonePool:
             raise failure
         return Ready(self._clone(), None)
 
-    def give_back(self, database: TestDatabase, nodeid: str) -> None:
-        """The test passed: recycle its database, or drop it."""
+    def give_back(self, database: TestDatabase, nodeid: str, pgconn: pq.abc.PGconn | None) -> None:
+        """The test passed: recycle its database (with its session, if still open)."""
         if not self.recycle:
+            if pgconn is not None:
+                pgconn.finish()
             self.provisioner.drop_later(database.name, nodeid)
             return
         with self._cond:
-            self._returned.append((database.name, nodeid))
+            self._returned.append((database.name, nodeid, pgconn))
             self._cond.notify_all()
 
     # -- the background thread -----------------------------------------------------------
@@ -156,11 +170,11 @@ class ClonePool:
                 ready = self._recycled(*returned) if returned else None
                 if ready is None and returned is None:
                     database = self._clone()
-                    conn = psycopg.connect(database.conninfo)
+                    conn = PooledConnection.connect(database.conninfo, autocommit=True)
+                    conn.prepare_threshold = None  # the next test's wrapper starts afresh
                     if self.recycle and self._baseline is None:
                         self._baseline = _reset.digest(conn)  # a fresh clone's state
-                        conn.rollback()
-                    ready = Ready(database, conn)
+                    ready = Ready(database, conn.detach())
             except Exception as exc:  # takers get it at once; retried, reported at the end
                 with self._cond:
                     self._failure = exc
@@ -178,20 +192,33 @@ class ClonePool:
                 self._ready.append(ready)
                 self._cond.notify_all()
 
-    def _recycled(self, name: str, nodeid: str) -> Ready | None:
+    def _others_gone(self, conn: psycopg.Connection[Any], timeout: float = 1.0) -> bool:
+        """Wait until no other session is connected to this database."""
+        deadline = time.monotonic() + timeout
+        while True:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()
+            if not row or row[0] == 0:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.001)
+
+    def _recycled(self, name: str, nodeid: str, pgconn: pq.abc.PGconn | None) -> Ready | None:
         """Reset ``name`` in place; None (and the database dropped) unless provably clean."""
-        if self.provisioner.wait_unused(name, timeout=1.0):
-            self._discard(name, nodeid, "still connected")  # the dropper names the test
-            return None
         database = TestDatabase(name, self.provisioner.endpoint, self.template.name)
         try:
-            conn = psycopg.connect(database.conninfo)
-        except psycopg.OperationalError:  # the test dropped its own database, say
+            conn = clean_session(pgconn, database.conninfo)
+        except psycopg.Error:  # the test dropped its own database, say
             self._discard(name, nodeid, "cannot connect")
             return None
         reason = None
         try:
-            if _reset.reset(conn) < 0:
+            if not self._others_gone(conn):
+                reason = "still connected"  # the dropper names the test
+            elif _reset.reset(conn) < 0:
                 reason = "schema changed"
             elif self._baseline is None or _reset.differences(
                 self._baseline, _reset.digest(conn), roles=False
@@ -205,7 +232,7 @@ class ClonePool:
             return None
         with self._cond:
             self.stats.recycled += 1
-        return Ready(database, conn, recycled=True)
+        return Ready(database, conn.detach(), recycled=True)
 
     def _discard(self, name: str, nodeid: str, reason: str) -> None:
         """Drop a database that cannot be recycled (``reason`` is for reading here)."""
@@ -214,8 +241,7 @@ class ClonePool:
         self.provisioner.drop_later(name, nodeid)  # the dropper names the test if need be
 
     def _discard_ready(self, ready: Ready) -> None:
-        if ready.conn is not None:
-            ready.conn.close()
+        ready.discard()
         self.provisioner.drop_later(ready.database.name, "pooled database (unused)")
 
     def notes(self) -> list[str]:
@@ -229,4 +255,7 @@ class ClonePool:
         while self._ready:
             self._discard_ready(self._ready.popleft())
         while self._returned:
-            self.provisioner.drop_later(*self._returned.popleft())
+            name, nodeid, pgconn = self._returned.popleft()
+            if pgconn is not None:
+                pgconn.finish()
+            self.provisioner.drop_later(name, nodeid)

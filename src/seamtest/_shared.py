@@ -18,11 +18,11 @@ from typing import Any
 import psycopg
 
 from . import _reset
+from ._connections import PooledConnection, SessionKeeper
 from ._isolation import (
     DatabaseRequest,
     Isolation,
     Outcome,
-    Prefetcher,
     apply_fixtures,
     test_database_name,
 )
@@ -188,11 +188,11 @@ class TransactionIsolation(Isolation):
 class _CommittingShared(Isolation):
     """A shared database with real commits: connections are opened ahead of each test."""
 
-    _prefetch: Prefetcher | None = None
+    _sessions: SessionKeeper | None = None
 
     @abc.abstractmethod
     def _database(self) -> TestDatabase:
-        """The shared database, created (and its Prefetcher set up) on first use."""
+        """The shared database, created (and its SessionKeeper set up) on first use."""
 
     def acquire(self, request: DatabaseRequest) -> TestDatabase:
         database = self._database()
@@ -200,8 +200,19 @@ class _CommittingShared(Isolation):
         return database
 
     def connect(self, database: TestDatabase) -> psycopg.Connection[Any]:
-        assert self._prefetch is not None
-        return self._prefetch.take()
+        assert self._sessions is not None
+        return self._sessions.take()
+
+    def disconnect(self, conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
+        if isinstance(conn, PooledConnection) and self._sessions is not None:
+            self._sessions.give_back(conn)
+        else:
+            super().disconnect(conn)
+
+    def _close_sessions(self) -> None:
+        if self._sessions is not None:
+            self._sessions.close()
+            self._sessions = None
 
 
 class ResetIsolation(_CommittingShared):
@@ -228,7 +239,6 @@ class ResetIsolation(_CommittingShared):
         self.keep_failed = keep_failed
         self._admin: psycopg.Connection[Any] | None = None
         self._baseline: dict[str, Any] | None = None
-        self._prefetch: Prefetcher | None = None
         self._resets = 0
 
     def _prepare(self, database: TestDatabase) -> None:
@@ -243,7 +253,7 @@ class ResetIsolation(_CommittingShared):
             # A test that leaves a transaction open holding locks would block the reset
             # forever; fail it with a message instead.
             self._admin.execute("SET lock_timeout = '10s'")
-            self._prefetch = Prefetcher(database.conninfo)
+            self._sessions = SessionKeeper(database.conninfo)
         return database
 
     def kept_url(self, database: TestDatabase, request: DatabaseRequest) -> str | None:
@@ -252,9 +262,7 @@ class ResetIsolation(_CommittingShared):
         return database.endpoint.url(test_database_name(self.provisioner.prefix, request.nodeid))
 
     def _disconnect_all(self) -> None:
-        if self._prefetch is not None:
-            self._prefetch.close()
-            self._prefetch = None
+        self._close_sessions()
         if self._admin is not None:
             self._admin.close()
             self._admin = None
@@ -279,8 +287,6 @@ class ResetIsolation(_CommittingShared):
                 )
                 if outcome.leaks:
                     self._rebuild(f"{request.nodeid} leaked")
-        if self._prefetch is not None:
-            self._prefetch.prefetch()
         outcome.seconds = time.perf_counter() - started
         report_leaks(
             request,
@@ -330,7 +336,6 @@ class UniqueIsolation(_CommittingShared):
         self.check_roles = run.is_owner  # roles are global: unattributable under xdist
         self.database: TestDatabase | None = None
         self._baseline: dict[str, Any] | None = None
-        self._prefetch: Prefetcher | None = None
         self._admin: psycopg.Connection[Any] | None = None
 
     def _create(self) -> str:
@@ -344,7 +349,7 @@ class UniqueIsolation(_CommittingShared):
             database = TestDatabase(name, self.provisioner.endpoint, self.template().name)
             self._admin = psycopg.connect(database.conninfo, autocommit=True)
             self._baseline = _reset.digest(self._admin)
-            self._prefetch = Prefetcher(database.conninfo)
+            self._sessions = SessionKeeper(database.conninfo)
             self.database = database
         return self.database
 
@@ -360,8 +365,6 @@ class UniqueIsolation(_CommittingShared):
             )
             if outcome.leaks:
                 self._baseline = _reset.digest(self._admin)  # report each change once
-        if self._prefetch is not None:
-            self._prefetch.prefetch()
         outcome.seconds = time.perf_counter() - started
         report_leaks(
             request,
@@ -373,8 +376,7 @@ class UniqueIsolation(_CommittingShared):
         return outcome
 
     def close(self) -> None:
-        if self._prefetch is not None:
-            self._prefetch.close()
+        self._close_sessions()
         if self._admin is not None:
             self._admin.close()
         # The run's owner drops the shared database when the run ends (drop_unique).

@@ -12,7 +12,13 @@ Status codes, and why:
   missing body, hence 422. Both bodies have FastAPI's ``{"detail": [errors]}`` shape.
 * ``404`` no user with that id (also for ``GET /users/{id}/orders``).
 * ``409`` the email is taken: the database's unique constraint decides, not a
-  SELECT-then-INSERT, so two concurrent requests cannot both succeed.
+  SELECT-then-INSERT, so two concurrent requests cannot both succeed. Also for
+  ``POST /orders/{id}/payments`` while another payment of that order is in progress
+  (its advisory lock is held): retry later.
+* ``422`` also for a payment larger than what the order still owes.
+
+``GET /products?q=desk+lamp`` is full-text search over product names (PostgreSQL's
+tsvector, English stemming); an empty or missing ``q`` is a 422.
 
 Money (``total``) is serialised as a JSON string such as ``"29.99"``: exact, as stored.
 """
@@ -21,10 +27,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -32,8 +39,10 @@ from fastapi.responses import JSONResponse, Response
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import BaseModel, Field
 
-from shop.models import Order, User
-from shop.repository import DuplicateEmail, OrderRepository, UserRepository
+from shop.errors import DuplicateEmail, Overpayment, PaymentInProgress, UnknownOrder
+from shop.models import Order, Payment, Product, User
+from shop.payments import capture_payment
+from shop.repository import OrderRepository, ProductRepository, UserRepository
 
 #: Seconds to wait for a connection, at startup and per request: fail, don't hang.
 CONNECT_TIMEOUT = 5
@@ -49,6 +58,12 @@ class NewUser(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     # Deliberately loose: real validation is sending a confirmation mail.
     email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+
+
+class NewPayment(BaseModel):
+    """Body of ``POST /orders/{order_id}/payments``: an amount such as ``"19.99"``."""
+
+    amount: Decimal = Field(gt=0, max_digits=10, decimal_places=2)
 
 
 def get_connection(request: Request) -> Iterator[psycopg.Connection[Any]]:
@@ -86,6 +101,30 @@ def list_orders(user_id: int, conn: Connection) -> list[Order]:
     """The user's orders, oldest first; 404 if the user does not exist."""
     _existing_user(conn, user_id)
     return OrderRepository(conn).orders_for_user(user_id)
+
+
+@router.get("/products")
+def search_products(
+    conn: Connection, q: Annotated[str, Query(min_length=1, max_length=200)]
+) -> list[Product]:
+    """Products whose name matches ``q`` (web-search syntax), best match first."""
+    return ProductRepository(conn).search(q)
+
+
+@router.post("/orders/{order_id}/payments", status_code=status.HTTP_201_CREATED)
+def pay_order(order_id: int, new: NewPayment, conn: Connection) -> Payment:
+    """Capture a payment; 404 unknown order, 409 payment in progress, 422 overpayment."""
+    try:
+        return capture_payment(conn, order_id, new.amount)
+    except UnknownOrder as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
+    except PaymentInProgress as exc:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, detail=str(exc), headers={"Retry-After": "1"}
+        ) from exc
+    except Overpayment as exc:
+        # 422 as a number: Starlette renamed its constant (..._ENTITY to ..._CONTENT) in 0.48.
+        raise HTTPException(422, detail=str(exc)) from exc
 
 
 def create_app(database_url: str) -> FastAPI:

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -26,3 +27,26 @@ class Order:
     user_id: int
     total: Decimal
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class Payment:
+    """A payment attempt for an order; ``status`` is one of payments_status_check's values."""
+
+    id: int
+    order_id: int
+    amount: Decimal
+    status: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Product:
+    """Something the shop sells. ``attributes`` is free-form JSONB (colour, sizes, watts)."""
+
+    id: int
+    sku: str
+    name: str
+    price: Decimal
+    stock: int
+    attributes: dict[str, Any] = field(default_factory=dict)

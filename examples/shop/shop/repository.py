@@ -8,37 +8,28 @@ and must be rolled back before the connection can be used again.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors
 from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
 
-from shop.models import Order, User
+from shop.errors import USERS_EMAIL_CONSTRAINT, DuplicateEmail
+from shop.models import Order, Product, User
+from shop.passwords import hash_password, verify_password
 
-#: Name of the unique constraint on users.email, declared in migrations/0001_create_users.sql.
-USERS_EMAIL_CONSTRAINT = "users_email_key"
+__all__ = [
+    "USERS_EMAIL_CONSTRAINT",
+    "DuplicateEmail",
+    "OrderRepository",
+    "ProductRepository",
+    "UserRepository",
+]
 
 _T = TypeVar("_T")
-
-
-class DuplicateEmail(Exception):
-    """A user with this email already exists (the ``users_email_key`` constraint said so)."""
-
-    def __init__(self, email: str) -> None:
-        super().__init__(f"a user with email {email!r} already exists")
-        self.email = email
-
-    @classmethod
-    def from_unique_violation(
-        cls, error: errors.UniqueViolation, email: str
-    ) -> DuplicateEmail | None:
-        """The domain error for the driver's ``error``, or None if another unique
-        constraint was violated. Raise it ``from error`` to keep the cause."""
-        if error.diag.constraint_name != USERS_EMAIL_CONSTRAINT:
-            return None
-        return cls(email)
 
 
 class UserRepository:
@@ -78,6 +69,31 @@ class UserRepository:
             cur.execute("SELECT id, name, email, created_at FROM users WHERE email = %s", (email,))
             return cur.fetchone()
 
+    def rename(self, user_id: int, name: str) -> User | None:
+        """Change the user's name; the updated user, or None if there is no such user."""
+        with self._conn.cursor(row_factory=class_row(User)) as cur:
+            cur.execute(
+                "UPDATE users SET name = %s WHERE id = %s RETURNING id, name, email, created_at",
+                (name, user_id),
+            )
+            return cur.fetchone()
+
+    def set_password(self, user_id: int, password: str) -> None:
+        """Store a salted scrypt hash of ``password`` (never the password itself)."""
+        self._conn.execute(
+            "UPDATE users SET password_hash = %s WHERE id = %s",
+            (hash_password(password), user_id),
+        )
+
+    def authenticate(self, email: str, password: str) -> User | None:
+        """The user if ``password`` is theirs; None for a wrong password or unknown email."""
+        row = self._conn.execute(
+            "SELECT id, password_hash FROM users WHERE email = %s", (email,)
+        ).fetchone()
+        if row is None or row[1] is None or not verify_password(password, row[1]):
+            return None
+        return self.find_by_id(row[0])
+
 
 class OrderRepository:
     """Orders stored in the ``orders`` table."""
@@ -102,6 +118,75 @@ class OrderRepository:
                 "SELECT id, user_id, total, created_at FROM orders"
                 " WHERE user_id = %s ORDER BY created_at, id",
                 (user_id,),
+            )
+            return cur.fetchall()
+
+
+class ProductRepository:
+    """Products in the ``products`` table: JSONB attributes and full-text search."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def create(
+        self,
+        sku: str,
+        name: str,
+        price: Decimal,
+        *,
+        stock: int = 0,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> Product:
+        """Insert a product and return it."""
+        with self._conn.cursor(row_factory=class_row(Product)) as cur:
+            cur.execute(
+                "INSERT INTO products (sku, name, price, stock, attributes)"
+                " VALUES (%s, %s, %s, %s, %s)"
+                " RETURNING id, sku, name, price, stock, attributes",
+                (sku, name, price, stock, Jsonb(dict(attributes or {}))),
+            )
+            return _one(cur.fetchone())
+
+    def find_by_sku(self, sku: str) -> Product | None:
+        """The product with this SKU, or None."""
+        with self._conn.cursor(row_factory=class_row(Product)) as cur:
+            cur.execute(
+                "SELECT id, sku, name, price, stock, attributes FROM products WHERE sku = %s",
+                (sku,),
+            )
+            return cur.fetchone()
+
+    def with_attributes(self, attributes: Mapping[str, Any]) -> list[Product]:
+        """Products whose attributes contain ``attributes`` (JSONB ``@>``), by SKU.
+
+        Containment is structural: ``{"sizes": ["M"]}`` matches ``{"sizes": ["S", "M"]}``
+        and ``{"size": {"w": 3}}`` matches ``{"size": {"w": 3, "h": 4}}``. The
+        ``products_attributes_idx`` GIN index (jsonb_path_ops) serves it.
+        """
+        with self._conn.cursor(row_factory=class_row(Product)) as cur:
+            cur.execute(
+                "SELECT id, sku, name, price, stock, attributes FROM products"
+                " WHERE attributes @> %s ORDER BY sku",
+                (Jsonb(dict(attributes)),),
+            )
+            return cur.fetchall()
+
+    def search(self, query: str, *, limit: int = 20) -> list[Product]:
+        """Products whose name matches ``query``, best match first.
+
+        ``query`` is web-search syntax (``desk lamp``, ``"desk lamp"``, ``lamp -desk``),
+        parsed by websearch_to_tsquery, which never raises on user input. English
+        stemming makes "lamps" find "Lamp". The expression matches the generated
+        ``search`` column, so the ``products_search_idx`` GIN index serves it.
+        """
+        with self._conn.cursor(row_factory=class_row(Product)) as cur:
+            cur.execute(
+                "SELECT id, sku, name, price, stock, attributes FROM products,"
+                " websearch_to_tsquery('english', %s) AS query"
+                " WHERE search @@ query"
+                " ORDER BY ts_rank(search, query) DESC, sku"
+                " LIMIT %s",
+                (query, limit),
             )
             return cur.fetchall()
 

@@ -1,4 +1,11 @@
-"""The HTTP API in-process (``client``/``aclient``), each test on its own database."""
+"""The HTTP API in-process (``client``/``aclient``), each test on its own database.
+
+Isolation: ``database`` (the default, so no marker). The app opens its own connections
+by URL and commits once per request, exactly as in production; the test then checks
+through ``db``, a second connection, what the app committed. Neither works on a rolled
+back transaction, and several tests here rely on real commits and locks between
+connections.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,9 @@ import httpx
 import psycopg
 import pytest
 from shop import UserRepository
+from shop.payments import try_lock_order
+
+from tests.common.builders import make_order, make_payment
 
 pytestmark = pytest.mark.integration
 
@@ -101,3 +111,65 @@ async def test_async_client_round_trip(aclient: httpx.AsyncClient) -> None:
 
     assert created.status_code == 201
     assert fetched.json() == created.json()
+
+
+@pytest.mark.seamtest(fixtures=["products"])
+def test_product_search_finds_stemmed_words_best_first(client: httpx.Client) -> None:
+    response = client.get("/products", params={"q": "lamps"})
+
+    assert response.status_code == 200
+    assert [p["sku"] for p in response.json()] == ["LAMP-DESK", "LAMP-FLOOR"]
+    assert response.json()[0]["attributes"]["rooms"] == ["office", "study"]
+
+
+def test_product_search_needs_a_query(client: httpx.Client) -> None:
+    assert client.get("/products").status_code == 422
+    assert client.get("/products", params={"q": ""}).status_code == 422
+
+
+def test_payment_is_captured(client: httpx.Client, db: psycopg.Connection) -> None:
+    order = make_order(db, total=Decimal("30.00"))
+    db.commit()  # the app reads the order on its own connection
+
+    response = client.post(f"/orders/{order.id}/payments", json={"amount": "12.50"})
+
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == "captured"
+    assert Decimal(response.json()["amount"]) == Decimal("12.50")
+
+
+def test_payment_for_unknown_order_is_404(client: httpx.Client) -> None:
+    response = client.post("/orders/424242/payments", json={"amount": "1.00"})
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "no order with id 424242"}
+
+
+def test_overpayment_is_422(client: httpx.Client, db: psycopg.Connection) -> None:
+    order = make_order(db, total=Decimal("30.00"))
+    make_payment(db, order=order, amount=Decimal("20.00"))
+    db.commit()
+
+    response = client.post(f"/orders/{order.id}/payments", json={"amount": "10.01"})
+
+    assert response.status_code == 422
+    assert response.json()["detail"] == (
+        f"a payment of 10.01 exceeds what order {order.id} still owes (10.00)"
+    )
+
+
+def test_payment_while_another_is_in_progress_is_409(
+    client: httpx.Client, db: psycopg.Connection
+) -> None:
+    order = make_order(db)
+    db.commit()
+    assert try_lock_order(db, order.id)  # this test's connection now holds the order's lock
+
+    busy = client.post(f"/orders/{order.id}/payments", json={"amount": "1.00"})
+    db.rollback()  # releases the lock (it lives as long as the transaction)
+    free = client.post(f"/orders/{order.id}/payments", json={"amount": "1.00"})
+
+    assert busy.status_code == 409
+    assert busy.headers["retry-after"] == "1"
+    assert "payment in progress" in busy.json()["detail"]
+    assert free.status_code == 201
