@@ -218,12 +218,14 @@ class ClonePool:
         try:
             if not self._others_gone(conn):
                 reason = "still connected"  # the dropper names the test
-            elif _reset.reset(conn) < 0:
-                reason = "schema changed"
-            elif self._baseline is None or _reset.differences(
-                self._baseline, _reset.digest(conn), roles=False
-            ):
-                reason = "not provably clean"
+            else:
+                cleaned = _reset.reset(conn)
+                if cleaned is None:
+                    reason = "schema changed"
+                elif self._baseline is None or _reset.differences(
+                    self._baseline, _reset.digest(conn, tables=cleaned), roles=False
+                ):
+                    reason = "not provably clean"
         except psycopg.Error as exc:
             reason = f"reset failed: {exc.diag.message_primary or exc}"
         if reason is not None:

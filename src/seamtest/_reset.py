@@ -15,6 +15,7 @@ sequence values, a schema fingerprint, roles, large objects) and names what diff
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any
 
 import psycopg
@@ -66,12 +67,15 @@ INSERT INTO seamtest_reset.sequences
     SELECT format('%I.%I', schemaname, sequencename)::regclass, last_value FROM pg_sequences
     WHERE schemaname <> 'seamtest_reset';
 INSERT INTO seamtest_reset.large_objects SELECT oid FROM pg_largeobject_metadata;
-CREATE FUNCTION seamtest_reset.reset() RETURNS integer LANGUAGE plpgsql AS $$
-DECLARE r record; cols text; cleaned integer := 0;
+CREATE FUNCTION seamtest_reset.reset() RETURNS text[] LANGUAGE plpgsql AS $$
+DECLARE r record; cols text; cleaned text[];
 BEGIN
     IF EXISTS (SELECT 1 FROM seamtest_reset.ddl) THEN
-        RETURN -1;  -- the schema changed: the caller re-clones
+        RETURN NULL;  -- the schema changed: the caller re-clones
     END IF;
+    SELECT coalesce(array_agg(format('%s.%s', n.nspname, c.relname)), '{}') INTO cleaned
+    FROM seamtest_reset.dirty d JOIN pg_class c ON c.oid = d.rel
+    JOIN pg_namespace n ON n.oid = c.relnamespace;
     -- Skip foreign-key and user triggers while restoring, so order does not matter.
     SET LOCAL session_replication_role = replica;
     FOR r IN SELECT rel FROM seamtest_reset.dirty LOOP
@@ -83,7 +87,6 @@ BEGIN
             EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM '
                            'seamtest_reset.%I', r.rel, cols, cols, 'snap_' || r.rel::oid);
         END IF;
-        cleaned := cleaned + 1;
     END LOOP;
     DELETE FROM seamtest_reset.dirty;
     FOR r IN
@@ -93,7 +96,6 @@ BEGIN
         WHERE p.last_value IS DISTINCT FROM s.last_value
     LOOP
         PERFORM setval(r.seq, coalesce(r.saved, r.start_value), r.saved IS NOT NULL);
-        cleaned := cleaned + 1;
     END LOOP;
     PERFORM lo_unlink(m.oid) FROM pg_largeobject_metadata m
     WHERE m.oid NOT IN (SELECT lo FROM seamtest_reset.large_objects);
@@ -119,11 +121,12 @@ def instrument(conn: psycopg.Connection[Any]) -> None:
         ) from exc
 
 
-def reset(conn: psycopg.Connection[Any]) -> int:
-    """Clean what the last test dirtied; -1 means the schema changed (re-clone)."""
+def reset(conn: psycopg.Connection[Any]) -> list[str] | None:
+    """Clean what the last test dirtied; return the tables cleaned (``schema.table``), or
+    None if the schema changed (then the database must be re-cloned, not repaired)."""
     with conn.transaction():
         row = conn.execute("SELECT seamtest_reset.reset()").fetchone()
-    return int(row[0]) if row else 0
+    return None if row is None or row[0] is None else list(row[0])
 
 
 DIGEST = """
@@ -156,8 +159,12 @@ TABLES = "SELECT n.nspname, c.relname {user_relations} ORDER BY 1, 2".replace(
 )
 
 
-def _row_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
+def _row_counts(
+    conn: psycopg.Connection[Any], only: Collection[str] | None = None
+) -> dict[str, int]:
     tables = conn.execute(TABLES.encode()).fetchall()
+    if only is not None:
+        tables = [(schema, table) for schema, table in tables if f"{schema}.{table}" in only]
     if not tables:
         return {}
     # One round trip for every table's count, names quoted by psycopg.
@@ -170,13 +177,20 @@ def _row_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
     return {str(name): int(count) for name, count in conn.execute(query).fetchall()}
 
 
-def digest(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-    """A snapshot of what a test could leave behind in a database."""
+def digest(
+    conn: psycopg.Connection[Any], *, tables: Collection[str] | None = None, data: bool = True
+) -> dict[str, Any]:
+    """A snapshot of what a test could leave behind in a database.
+
+    Row counts cost a ``count(*)`` per table: ``tables`` limits them to those (the ones a
+    reset cleaned: the triggers prove the others untouched), ``data=False`` skips them.
+    """
     with conn.transaction():
         row = conn.execute(DIGEST.encode()).fetchone()
         assert row is not None
         value = row[0] if isinstance(row[0], dict) else json.loads(row[0])
-        value["tables"] = _row_counts(conn)
+        value["tables"] = _row_counts(conn, tables) if data else {}
+        value["partial"] = tables is not None or not data
     return value
 
 
@@ -198,7 +212,10 @@ def differences(
         found.append(f"roles changed (added {added}, removed {removed})")
     if not data:
         return found
-    for table in sorted(set(before["tables"]) | set(after["tables"])):
+    names = set(after["tables"])
+    if not after.get("partial"):
+        names |= set(before["tables"])
+    for table in sorted(names):
         was, now = before["tables"].get(table), after["tables"].get(table)
         if was != now:
             found.append(f"table {table} has {now} rows (expected {was})")

@@ -60,12 +60,9 @@ class UserCache:
         return user
 
     def rename(self, user_id: int, name: str) -> User | None:
-        """Rename the user, commit, then drop the cached copy.
-
-        Call it with no transaction open on the connection: it commits its own.
-        """
-        with self._conn.transaction():
-            user = self._users.rename(user_id, name)
+        """Rename the user, commit the connection's transaction, then drop the cached copy."""
+        user = self._users.rename(user_id, name)
+        self._conn.commit()
         self.invalidate(user_id)
         return user
 

@@ -11,7 +11,7 @@ import psycopg
 from shop.errors import UnknownProduct
 from shop.events import OrderPlaced, lines_of, publish
 from shop.models import Order
-from shop.repository import OrderRepository
+from shop.repository import OrderRepository, require_no_transaction
 from shop.rules import apply_discount, combined_discount
 
 
@@ -29,6 +29,7 @@ def place_order(
     back; if the process dies in between, the order exists unannounced (an outbox table
     would close that gap; the example keeps it simple). Call with no transaction open.
     """
+    require_no_transaction(conn, "place_order()")
     lines = lines_of(items)
     with conn.transaction():
         prices = dict(

@@ -24,6 +24,7 @@ import psycopg
 from psycopg import errors
 
 from shop.errors import InvalidMessage, UnknownProduct
+from shop.repository import require_no_transaction
 
 STREAM = "shop:orders:placed"
 DEAD_LETTERS = "shop:orders:placed:dead"
@@ -139,6 +140,7 @@ class OrderPlacedConsumer:
 
     def run_once(self, *, count: int = 100, block_ms: int | None = None) -> ConsumeResult:
         """Process this worker's unacknowledged messages (left by a crash), then new ones."""
+        require_no_transaction(self._conn, "OrderPlacedConsumer.run_once()")
         self.ensure_group()
         result = ConsumeResult()
         for start in ("0", ">"):  # "0": our pending entries list; ">": never delivered

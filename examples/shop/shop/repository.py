@@ -27,6 +27,7 @@ __all__ = [
     "OrderRepository",
     "ProductRepository",
     "UserRepository",
+    "require_no_transaction",
 ]
 
 _T = TypeVar("_T")
@@ -189,6 +190,19 @@ class ProductRepository:
                 (query, limit),
             )
             return cur.fetchall()
+
+
+def require_no_transaction(conn: psycopg.Connection[Any], caller: str) -> None:
+    """Refuse a connection with a transaction open: ``caller`` commits its own work.
+
+    Without this, ``conn.transaction()`` would quietly become a savepoint inside the open
+    transaction, and the caller's "commit" would commit nothing.
+    """
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise RuntimeError(
+            f"{caller} commits its own transaction, but the connection has one open"
+            f" ({conn.info.transaction_status.name}): commit or roll back first"
+        )
 
 
 def _one(row: _T | None) -> _T:

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg import errors
 from shop import Overpayment, PaymentInProgress, UnknownOrder
-from shop.payments import capture_payment
+from shop.payments import capture_payment, try_lock_order
 
 from tests.common.builders import make_order, make_payment
 
@@ -56,9 +56,11 @@ def test_the_lock_is_per_order(db: psycopg.Connection, other: psycopg.Connection
     first, second = make_order(db), make_order(db)
     db.commit()
 
-    capture_payment(db, first.id, Decimal("1.00"))
+    assert try_lock_order(db, first.id)  # db is paying the first order
 
     assert capture_payment(other, second.id, Decimal("1.00")).order_id == second.id
+    with pytest.raises(PaymentInProgress):
+        capture_payment(other, first.id, Decimal("1.00"))
 
 
 def test_a_rolled_back_payment_releases_the_lock_and_pays_nothing(
