@@ -24,7 +24,7 @@ from psycopg import sql
 from . import _watchdog
 from ._binaries import Binaries, require_major
 from ._cluster import SUPERUSER, copy_tree, prepared_cluster
-from ._privilege import RunAs, reachable_binaries
+from ._privilege import RunAs, can_reach, reachable_binaries
 from ._server import Endpoint, ServerState, free_port, wait_until_ready
 from .errors import ServerError
 
@@ -130,6 +130,14 @@ class EmbeddedServer:
         if self.run_as:
             os.chown(path, self.run_as.uid, self.run_as.gid)
 
+    def _check_parent(self, parent: Path) -> None:
+        if self.run_as and not can_reach(parent, self.run_as, bit=os.X_OK):
+            raise ServerError(
+                f"the server runs as {self.run_as.name} (pytest runs as root), who cannot "
+                f"enter {parent}: point SEAMTEST_RUNTIME_DIR at a directory every user can "
+                "traverse (such as a tmpfs mount with mode 0755), or unset it."
+            )
+
     def _prepare_dirs(self) -> Path:
         if self.existing is not None:
             self.runtime_dir = self.existing
@@ -138,7 +146,9 @@ class EmbeddedServer:
             if self.run_as:
                 os.chown(self.existing / "socket", self.run_as.uid, self.run_as.gid)
             return self.existing / "data"
-        self.runtime_dir = Path(tempfile.mkdtemp(prefix="seamtest-", dir=runtime_parent()))
+        parent = runtime_parent()
+        self._check_parent(parent.resolve())
+        self.runtime_dir = Path(tempfile.mkdtemp(prefix="seamtest-", dir=parent))
         if self.run_as:
             os.chown(self.runtime_dir, self.run_as.uid, self.run_as.gid)
         started = time.perf_counter()
