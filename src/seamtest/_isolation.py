@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,8 @@ import psycopg
 from psycopg import pq
 
 from ._connections import PooledConnection
-from ._migrations import FixtureFiles
-from ._names import database_name, label_for_test
+from ._migrations import FixtureFiles, MigrationSource
+from ._names import database_name, digest, label_for_test
 from ._pool import ClonePool, RecycleLayer
 from ._provision import Provisioner, Template, TestDatabase
 
@@ -113,10 +113,32 @@ def test_database_name(prefix: str, nodeid: str) -> str:
     return database_name(prefix, "t", label_for_test(nodeid), unique=nodeid)
 
 
+#: Tests that must share a fixture set before it becomes a template layer of its own.
+LAYER_MIN_USES = 2
+#: Fixture layers per process at most (each has a pool of its own: clones, connections).
+MAX_LAYERS = 4
+
+
 def apply_fixtures(conninfo: str, paths: Sequence[Path]) -> None:
     if paths:
         with psycopg.connect(conninfo) as conn:
             FixtureFiles.apply(conn, paths)
+
+
+class FixtureLayer:
+    """SQL fixture files as a template layer: loaded once, cloned per test."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = tuple(paths)
+
+    def describe(self) -> str:
+        return "fixtures " + ", ".join(path.stem for path in self.paths)
+
+    def fingerprint(self) -> str:
+        return digest("\0".join(f"{p.name}\0{p.read_text()}" for p in self.paths), 16)
+
+    def apply(self, conn: psycopg.Connection[Any]) -> None:
+        FixtureFiles.apply(conn, self.paths)
 
 
 class DatabasePerTest(Isolation):
@@ -126,6 +148,10 @@ class DatabasePerTest(Isolation):
     production, because nothing is wrapped: the test owns a real database. With a pool
     (the default), the clone and its connection were made ahead in the background and a
     passing test's database is recycled; drops happen in the background too.
+
+    A set of fixture files that several tests load becomes a template layer of its own
+    (the template plus those files), built once and cloned, so those tests pay a clone
+    (from their own pool) instead of replaying the files: ``LAYER_MIN_USES``.
     """
 
     name = "database"
@@ -139,6 +165,7 @@ class DatabasePerTest(Isolation):
         pool_size: int = 0,
         recycle: bool = False,
         worker: str = "main",
+        fixture_uses: Mapping[tuple[Path, ...], int] | None = None,
     ) -> None:
         self.provisioner = provisioner
         self.template = template
@@ -146,46 +173,79 @@ class DatabasePerTest(Isolation):
         self.pool_size = pool_size
         self.recycle = recycle
         self.worker = worker
-        self.pool: ClonePool | None = None
-        self.layer: Template | None = None
+        self.fixture_uses = fixture_uses if fixture_uses is not None else {}
+        #: Pools by fixture set (``()``: the plain template); templates built as layers.
+        self.pools: dict[tuple[Path, ...], ClonePool] = {}
+        self.layers: list[Template] = []
+        self._templates: dict[tuple[Path, ...], Template] = {}
+        self._pool_of: dict[str, ClonePool] = {}
         #: Per database: the session opened ahead (before the test), or handed back
         #: by the test's ``db`` at teardown, for the pool to recycle.
         self._sessions: dict[str, pq.abc.PGconn] = {}
 
-    def _pool(self) -> ClonePool:
-        if self.pool is None:
+    def _layered(self, fixtures: Sequence[Path]) -> tuple[Path, ...]:
+        """The fixture set to clone with, ``()`` when the files are loaded per test.
+
+        A layer costs a template build once and a clone per test; loading the files
+        costs their replay per test. Layering pays from the second use (with a pool the
+        clone is made ahead anyway), so a set used once is replayed.
+        """
+        key = tuple(fixtures)
+        if not key or self.fixture_uses.get(key, 0) < LAYER_MIN_USES:
+            return ()
+        if key not in self._templates and len(self._templates) > MAX_LAYERS:
+            return ()  # each layer has its own pool: keep connections and clones bounded
+        return key
+
+    def _template_for(self, key: tuple[Path, ...]) -> Template:
+        """The template clones for ``key`` come from (layers built on first use)."""
+        if key not in self._templates:
+            layers: list[MigrationSource] = [FixtureLayer(key)] if key else []
+            if self.recycle and self.pool_size > 0:
+                layers.append(RecycleLayer())
             template = self.template()
-            if self.recycle:
-                self.layer = self.provisioner.ensure_template([RecycleLayer()], base=template)
-                template = self.layer
-            self.pool = ClonePool(
+            if layers:
+                template = self.provisioner.ensure_template(layers, base=template)
+                self.layers.append(template)
+            self._templates[key] = template
+        return self._templates[key]
+
+    def _pool(self, key: tuple[Path, ...]) -> ClonePool:
+        if key not in self.pools:
+            self.pools[key] = ClonePool(
                 self.provisioner,
-                template,
+                self._template_for(key),
                 size=self.pool_size,
                 recycle=self.recycle,
                 worker=self.worker,
             )
-        return self.pool
+        return self.pools[key]
 
     def acquire(self, request: DatabaseRequest) -> TestDatabase:
+        key = self._layered(request.fixtures)
         if self.pool_size > 0:
-            ready = self._pool().take()
+            pool = self._pool(key)
+            ready = pool.take()
             database = ready.database
+            self._pool_of[database.name] = pool
             if ready.pgconn is not None:
                 self._sessions[database.name] = ready.pgconn
         else:
             name = test_database_name(self.provisioner.prefix, request.nodeid)
-            database = self.provisioner.create(name, self.template().name, test=request.nodeid)
+            template = self._template_for(key).name
+            database = self.provisioner.create(name, template, test=request.nodeid)
         try:
-            apply_fixtures(database.conninfo, request.fixtures)
+            if not key:
+                apply_fixtures(database.conninfo, request.fixtures)
         except BaseException:
             self._close_opened(database)
+            self._pool_of.pop(database.name, None)
             self.provisioner.drop_later(database.name, request.nodeid)
             raise
         return database
 
     def connect(self, database: TestDatabase) -> psycopg.Connection[Any]:
-        if self.pool is None:
+        if database.name not in self._pool_of:
             return psycopg.connect(database.conninfo)
         pgconn = self._sessions.pop(database.name, None)
         if pgconn is not None and pgconn.status == pq.ConnStatus.OK:
@@ -193,11 +253,11 @@ class DatabasePerTest(Isolation):
         return PooledConnection.connect(database.conninfo)
 
     def disconnect(self, conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
-        if isinstance(conn, PooledConnection) and self.pool is not None and self.recycle:
+        if isinstance(conn, PooledConnection) and self.recycle:
             pgconn = conn.detach()  # back to the pool with its database, if still usable
             if pgconn is not None:
-                self._sessions.setdefault(conn.info.dbname, pgconn)
-                return
+                self._sessions.setdefault(pgconn.db.decode(), pgconn)
+            return  # detach() closed it otherwise
         super().disconnect(conn)
 
     def _close_opened(self, database: TestDatabase) -> None:
@@ -214,15 +274,17 @@ class DatabasePerTest(Isolation):
         started = time.perf_counter()
         outcome = Outcome()
         name = test_database_name(self.provisioner.prefix, request.nodeid)
+        pool = self._pool_of.pop(database.name, None)
         if failed and self.keep_failed:
             self._close_opened(database)
             if database.name != name:
                 database = self.provisioner.rename(database.name, name, test=request.nodeid)
             self.provisioner.keep(database.name, test=request.nodeid)
             outcome.kept_url = database.url
-        elif self.pool is not None:
-            self.pool.give_back(database, request.nodeid, self._sessions.pop(database.name, None))
+        elif pool is not None:
+            pool.give_back(database, request.nodeid, self._sessions.pop(database.name, None))
         else:
+            self._close_opened(database)
             self.provisioner.drop_later(database.name, request.nodeid)
         outcome.seconds = time.perf_counter() - started
         return outcome
@@ -231,5 +293,5 @@ class DatabasePerTest(Isolation):
         for pgconn in self._sessions.values():
             pgconn.finish()
         self._sessions.clear()
-        if self.pool is not None:
-            self.pool.close()
+        for pool in self.pools.values():
+            pool.close()

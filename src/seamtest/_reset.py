@@ -35,13 +35,15 @@ _USER_RELATIONS = """
 
 INSTRUMENT = """
 CREATE SCHEMA seamtest_reset;
-CREATE UNLOGGED TABLE seamtest_reset.dirty (rel regclass PRIMARY KEY);
+-- No unique key: with one, two sessions writing the same table would queue on the key.
+CREATE UNLOGGED TABLE seamtest_reset.dirty (rel regclass NOT NULL);
 CREATE UNLOGGED TABLE seamtest_reset.ddl (tag text);
 CREATE UNLOGGED TABLE seamtest_reset.sequences (seq regclass PRIMARY KEY, last_value bigint);
 CREATE UNLOGGED TABLE seamtest_reset.large_objects (lo oid PRIMARY KEY);
 CREATE FUNCTION seamtest_reset.mark() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO seamtest_reset.dirty VALUES (TG_RELID) ON CONFLICT DO NOTHING;
+    INSERT INTO seamtest_reset.dirty SELECT TG_RELID
+    WHERE NOT EXISTS (SELECT FROM seamtest_reset.dirty WHERE rel = TG_RELID);
     RETURN NULL;
 END $$;
 CREATE FUNCTION seamtest_reset.ddl_seen() RETURNS event_trigger LANGUAGE plpgsql AS $$
@@ -73,12 +75,13 @@ BEGIN
     IF EXISTS (SELECT 1 FROM seamtest_reset.ddl) THEN
         RETURN NULL;  -- the schema changed: the caller re-clones
     END IF;
-    SELECT coalesce(array_agg(format('%s.%s', n.nspname, c.relname)), '{}') INTO cleaned
+    SELECT coalesce(array_agg(DISTINCT format('%s.%s', n.nspname, c.relname)), '{}')
+    INTO cleaned
     FROM seamtest_reset.dirty d JOIN pg_class c ON c.oid = d.rel
     JOIN pg_namespace n ON n.oid = c.relnamespace;
     -- Skip foreign-key and user triggers while restoring, so order does not matter.
     SET LOCAL session_replication_role = replica;
-    FOR r IN SELECT rel FROM seamtest_reset.dirty LOOP
+    FOR r IN SELECT DISTINCT rel FROM seamtest_reset.dirty LOOP
         EXECUTE format('DELETE FROM %s', r.rel);
         IF to_regclass(format('seamtest_reset.%I', 'snap_' || r.rel::oid)) IS NOT NULL THEN
             SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO cols

@@ -48,6 +48,10 @@ class NotReady(Exception):
     """Raised by :meth:`Service.probe`: the service does not answer yet; try again."""
 
 
+#: Service processes this process started. A service outlives the ServiceProcess that
+#: started it (the run's owner stops it), so its Popen is kept here, not collected mid-run.
+_STARTED: list[subprocess.Popen[bytes]] = []
+
 #: A service's lifecycle is a server's: the same states, the same rules.
 ServiceState = ServerState
 
@@ -260,6 +264,7 @@ class ServiceProcess:
             launch = Launch("127.0.0.1", free_port(), self.runtime_dir, password)
             self.launch = launch
             process = self._spawn(launch)
+            _STARTED.append(process)  # kept for the run: no "still running" warning on GC
             if self._wait_ready(launch, process):
                 break
             if "in use" not in log_tail(self.log_path).lower():

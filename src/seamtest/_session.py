@@ -7,6 +7,7 @@ picks the isolation strategy; later requests reuse them.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -97,6 +98,8 @@ class Session:
         self._template_error: SeamtestError | None = None
         self.fixture_files = FixtureFiles(settings.rootdir / settings["seamtest_fixtures"])
         self.unique_counter = counter()
+        #: How many collected tests load each fixture set (layers pay from the second).
+        self.fixture_uses: collections.Counter[tuple[Path, ...]] = collections.Counter()
 
     @property
     def worker_number(self) -> int:
@@ -194,17 +197,21 @@ class Session:
                 fingerprint_extras(self.settings, extensions),
                 rebuild=bool(self.settings["seamtest_rebuild"]),
             )
-            self.stats.templates.append(
-                {
-                    "name": self._template.name,
-                    "built": self._template.built,
-                    "why": self._template.why,
-                    "seconds": self._template.seconds,
-                    "sources": list(self._template.sources),
-                    "worker": self.worker,
-                }
-            )
+            self._record_template(self._template)
         return self._template
+
+    def _record_template(self, template: Template, *, layer: bool = False) -> None:
+        self.stats.templates.append(
+            {
+                "name": template.name,
+                "built": template.built,
+                "why": template.why,
+                "seconds": template.seconds,
+                "sources": list(template.sources),
+                "worker": self.worker,
+                "layer": layer,
+            }
+        )
 
     def strategy(self, name: str) -> Isolation:
         if name not in self._strategies:
@@ -218,6 +225,7 @@ class Session:
                     pool_size=self.settings.pool_size,
                     recycle=bool(self.settings["seamtest_recycle"]),
                     worker=self.worker,
+                    fixture_uses=self.fixture_uses,
                 )
             elif name == "transaction":
                 strategy = TransactionIsolation(self.provisioner, self.template, self.worker)
@@ -331,10 +339,12 @@ class Session:
         """Give back this process's databases (the server stays until the run ends)."""
         for strategy in self._strategies.values():
             strategy.close()
-            pool = getattr(strategy, "pool", None)
-            if pool is not None:
-                self.stats.add_pool(pool.stats.as_dict())
-                self.stats.notes += pool.notes()
+            if isinstance(strategy, DatabasePerTest):
+                for pool in strategy.pools.values():
+                    self.stats.add_pool(pool.stats.as_dict())
+                    self.stats.notes += pool.notes()
+                for layer in strategy.layers:
+                    self._record_template(layer, layer=True)
         self._strategies.clear()
         if self._provisioner is not None:
             if self._session_db is not None:

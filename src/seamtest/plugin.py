@@ -8,6 +8,7 @@ adopt its run through the environment and share its server and templates.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Generator
@@ -20,7 +21,7 @@ from ._binaries import find_binaries
 from ._config import OPTIONS, Settings, resolve
 from ._run import Run
 from ._session import Session, Stats
-from .errors import SeamtestError
+from .errors import FixtureError, SeamtestError
 from .fixtures import ACTIVE, REPORTS, SESSION, marker_for
 
 #: Modules with fixtures (and their own hooks), registered as plugins alongside this one.
@@ -123,11 +124,16 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Check every seamtest marker now, so a typo fails the run before any test runs."""
     errors = []
+    uses = config.stash[SESSION].fixture_uses
     for item in items:
         try:
-            marker_for(item)
+            fixtures = marker_for(item).get("fixtures")
         except (TypeError, SeamtestError) as exc:
             errors.append(f"{item.nodeid}: @pytest.mark.seamtest: {exc}")
+            continue
+        if fixtures and "_seamtest_database" in getattr(item, "fixturenames", ()):
+            with contextlib.suppress(FixtureError):  # the test's setup names the paths
+                uses[tuple(config.stash[SESSION].fixture_files.resolve(fixtures))] += 1
     if errors:
         raise pytest.UsageError("seamtest: bad marker arguments:\n  " + "\n  ".join(errors))
 
@@ -216,8 +222,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         write(f"server: {server['description']}" + (f"; {timings}" if timings else ""))
     for template in stats.templates:
         verb = "built" if template["built"] else "reused"
+        if template.get("layer"):
+            verb = "layer " + verb
         why = template.get("why", "")
-        because = f", {why}" if template["built"] and why else ""
+        because = f", {why}" if template["built"] and why and not template.get("layer") else ""
         sources = ", ".join(template["sources"]) or "no migrations"
         write(
             f"template {template['name']}: {verb} in {template['seconds'] * 1000:.0f} ms"

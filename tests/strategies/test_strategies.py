@@ -245,3 +245,26 @@ def test_unknown_isolation_fails_collection_listing_the_choices(
     result.stderr.fnmatch_lines(
         ["*isolation='rollback': choose one of 'database', 'transaction', 'reset', 'unique'*"]
     )
+
+
+TWO_WRITERS = '''
+    import psycopg
+    import pytest
+
+    @pytest.mark.parametrize("isolation", ["database", "reset"])
+    def test_two_sessions_write_one_table_without_waiting(request, isolation):
+        request.applymarker(pytest.mark.seamtest(isolation=isolation))
+        db = request.getfixturevalue("db")
+        db_url = request.getfixturevalue("db_url")
+        db.execute("INSERT INTO countries VALUES ('IT')")  # transaction left open
+        with psycopg.connect(db_url, options="-c lock_timeout=2s") as other:
+            other.execute("INSERT INTO countries VALUES ('ES')")  # must not wait for db
+'''
+
+
+def test_change_tracking_never_makes_writers_wait(
+    project: pytest.Pytester, pg_server: Endpoint
+) -> None:
+    write_files(project, "tests", {"test_writers.py": TWO_WRITERS})
+    result = run_inner(project, f"--seamtest-url={pg_server.url()}", "tests/test_writers.py")
+    result.assert_outcomes(passed=2)

@@ -34,7 +34,7 @@ def try_lock_order(conn: psycopg.Connection[Any], order_id: int) -> bool:
     server, every test's own included, never contend for them.)
     """
     row = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (order_id,)).fetchone()
-    return True
+    return bool(row and row[0])
 
 
 def capture_payment(conn: psycopg.Connection[Any], order_id: int, amount: Decimal) -> Payment:

@@ -78,9 +78,9 @@ def test_the_work_is_committed_before_the_ack(
     OrderPlacedConsumer(redis, db).run_once()
 
     with psycopg.connect(db_url) as other:  # another connection sees it: committed
-        assert other.execute(
-            "SELECT stock FROM products WHERE sku = 'LAMP-DESK'"
-        ).fetchone() == (9,)
+        assert other.execute("SELECT stock FROM products WHERE sku = 'LAMP-DESK'").fetchone() == (
+            9,
+        )
         assert other.execute("SELECT order_id FROM processed_orders").fetchall() == [(1001,)]
 
 
@@ -183,9 +183,7 @@ def test_checkout_to_stock_end_to_end(db: psycopg.Connection, redis: Any) -> Non
     user = make_user(db)
     db.commit()
 
-    order = place_order(
-        db, redis, user.id, [("LAMP-DESK", 2)], coupons=[Decimal(30), Decimal(30)]
-    )
+    order = place_order(db, redis, user.id, [("LAMP-DESK", 2)], coupons=[Decimal(30), Decimal(30)])
     result = OrderPlacedConsumer(redis, db).run_once()
 
     assert order.total == Decimal("49.00")  # 2 x 49.00, and 60% off capped at 50%

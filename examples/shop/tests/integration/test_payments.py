@@ -25,8 +25,12 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def other(db_url: str) -> Iterator[psycopg.Connection]:
-    """A second connection to the test's database: another API worker, say."""
-    with psycopg.connect(db_url) as conn:
+    """A second connection to the test's database: another API worker, say.
+
+    With a lock timeout: if a change breaks the locking, a test that waits on a lock
+    fails after a few seconds instead of hanging the suite.
+    """
+    with psycopg.connect(db_url, options="-c lock_timeout=5s") as conn:
         yield conn
 
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from seamtest import Unique
 from shop import User
 from shop.cache import DEFAULT_TTL_SECONDS, UserCache
 
+from seamtest import Unique
 from tests.common.builders import make_user
 
 pytestmark = [pytest.mark.integration, pytest.mark.seamtest(isolation="unique")]
@@ -46,9 +46,7 @@ def test_a_miss_reads_postgresql_and_fills_the_cache(
     assert 0 < redis.ttl(cache.key(user.id)) <= DEFAULT_TTL_SECONDS
 
 
-def test_a_hit_is_served_by_redis_alone(
-    db: psycopg.Connection, redis: Any, unique: Unique
-) -> None:
+def test_a_hit_is_served_by_redis_alone(db: psycopg.Connection, redis: Any, unique: Unique) -> None:
     user = committed_user(db, unique)
     cache = UserCache(redis, db)
     cache.get(user.id)
