@@ -247,7 +247,7 @@ def test_unknown_isolation_fails_collection_listing_the_choices(
     )
 
 
-TWO_WRITERS = '''
+TWO_WRITERS = """
     import psycopg
     import pytest
 
@@ -259,7 +259,7 @@ TWO_WRITERS = '''
         db.execute("INSERT INTO countries VALUES ('IT')")  # transaction left open
         with psycopg.connect(db_url, options="-c lock_timeout=2s") as other:
             other.execute("INSERT INTO countries VALUES ('ES')")  # must not wait for db
-'''
+"""
 
 
 def test_change_tracking_never_makes_writers_wait(
