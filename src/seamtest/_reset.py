@@ -46,9 +46,18 @@ BEGIN
     WHERE NOT EXISTS (SELECT FROM seamtest_reset.dirty WHERE rel = TG_RELID);
     RETURN NULL;
 END $$;
+-- DDL on temporary objects lives and dies with its session (DISCARD ALL drops it): only
+-- DDL on lasting objects means the database is no longer a clone of its template.
 CREATE FUNCTION seamtest_reset.ddl_seen() RETURNS event_trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO seamtest_reset.ddl VALUES (tg_tag);
+    INSERT INTO seamtest_reset.ddl SELECT tg_tag
+    WHERE EXISTS (SELECT FROM pg_event_trigger_ddl_commands() c
+                  WHERE c.schema_name IS NULL OR c.schema_name NOT LIKE 'pg\\_temp%');
+END $$;
+CREATE FUNCTION seamtest_reset.drop_seen() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO seamtest_reset.ddl SELECT tg_tag
+    WHERE EXISTS (SELECT FROM pg_event_trigger_dropped_objects() d WHERE NOT d.is_temporary);
 END $$;
 DO $$
 DECLARE r record; has_rows boolean;
@@ -107,7 +116,7 @@ END $$;
 CREATE EVENT TRIGGER seamtest_reset_ddl ON ddl_command_end
     EXECUTE FUNCTION seamtest_reset.ddl_seen();
 CREATE EVENT TRIGGER seamtest_reset_drop ON sql_drop
-    EXECUTE FUNCTION seamtest_reset.ddl_seen();
+    EXECUTE FUNCTION seamtest_reset.drop_seen();
 """.replace("{user_relations}", _USER_RELATIONS)
 
 
