@@ -91,9 +91,7 @@ def templates(pg_server: Endpoint, prefix: str) -> set[str]:
 def template_line(result: pytest.RunResult) -> tuple[str, str]:
     """(name, built or reused) of the migrated template, from the seamtest summary."""
     [line] = [
-        line
-        for line in result.outlines
-        if line.startswith("template ") and ": layer " not in line
+        line for line in result.outlines if line.startswith("template ") and ": layer " not in line
     ]
     match = re.match(r"template (\S+): (built|reused) in", line)
     assert match, line
