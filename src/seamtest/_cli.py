@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
+import shutil
 import signal
 import sys
 import time
@@ -15,7 +17,9 @@ from ._cluster import cache_dir
 from ._embedded import EmbeddedServer, runtime_parent
 from ._kept import collect_kept, find_kept, kept_runs
 from ._privilege import choose_run_as
-from ._reuse import down, up
+from ._provision import Provisioner
+from ._reuse import down, find_running, up
+from ._server import ExternalServer, parse_url
 from .errors import SeamtestError
 
 
@@ -112,9 +116,73 @@ def _down(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _provisioner(args: argparse.Namespace) -> Provisioner | None:
+    """The server named by --url / SEAMTEST_URL, else the 'seamtest up' one."""
+    url = args.url or os.environ.get("SEAMTEST_URL")
+    if url:
+        allow = os.environ.get("SEAMTEST_ALLOW_REMOTE", "").lower() in ("1", "true", "yes")
+        endpoint = ExternalServer(parse_url(url, allow_remote=allow, origin="--url")).start()
+    else:
+        running = find_running()
+        if running is None:
+            return None
+        endpoint = running.endpoint
+    return Provisioner(endpoint, prefix=args.prefix, run_id=secrets.token_hex(4))
+
+
+def _ls(args: argparse.Namespace) -> int:
+    provisioner = _provisioner(args)
+    if provisioner is None:
+        print("no server: give --url (or SEAMTEST_URL), or start one with 'seamtest up'")
+        return 2 if not kept_runs() else _kept(args)
+    try:
+        kept = provisioner.kept()
+        for name, info in kept:
+            age = (time.time() - float(info["kept"])) / 3600
+            url = provisioner.endpoint.url(name)
+            print(f"{info.get('test', '?')}  ({age:.1f} h ago)\n    psql '{url}'")
+        if not kept:
+            print("no kept databases on this server")
+    finally:
+        provisioner.close()
+    return 0
+
+
+def _psql(args: argparse.Namespace) -> int:
+    provisioner = _provisioner(args)
+    if provisioner is None:
+        print("no server: give --url (or SEAMTEST_URL), or start one with 'seamtest up'")
+        return 2
+    try:
+        matches = [
+            (name, info)
+            for name, info in provisioner.kept()
+            if args.test_id in (info.get("test", ""), name) or args.test_id in info.get("test", "")
+        ]
+        url = provisioner.endpoint.url(matches[0][0]) if matches else None
+    finally:
+        provisioner.close()
+    if url is None:
+        print(f"no kept database for {args.test_id!r}; 'seamtest ls' lists them", file=sys.stderr)
+        return 2
+    psql = shutil.which("psql")
+    if psql is None:
+        print(f"psql is not on PATH; connect with: {url}", file=sys.stderr)
+        return 2
+    os.execv(psql, [psql, url])  # replaces this process: no shell, the URL is one argument
+    return 0  # pragma: no cover
+
+
 def _gc(args: argparse.Namespace) -> int:
     removed = collect_kept(args.older_than)
     print(f"removed {len(removed)} kept run(s)" + (": " + ", ".join(removed) if removed else ""))
+    provisioner = _provisioner(args)
+    if provisioner is not None:
+        try:
+            dropped = provisioner.collect_garbage(args.older_than * 3600)
+        finally:
+            provisioner.close()
+        print(f"dropped {len(dropped)} database(s) of dead runs or past their TTL")
     return 0
 
 
@@ -138,9 +206,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     up_cmd.add_argument("--user", help="account to run the server as when root")
     up_cmd.set_defaults(func=_up)
     commands.add_parser("down", help="stop the 'seamtest up' server").set_defaults(func=_down)
-    gc = commands.add_parser("gc", help="remove kept runs older than --older-than hours")
+    gc = commands.add_parser(
+        "gc", help="drop what dead runs left and kept databases older than --older-than hours"
+    )
     gc.add_argument("--older-than", type=float, default=24.0, metavar="HOURS")
-    gc.set_defaults(func=_gc)
+    ls = commands.add_parser("ls", help="list kept databases with their test ids and URLs")
+    psql = commands.add_parser("psql", help="open psql on the kept database of TEST_ID")
+    psql.add_argument("test_id", help="a test id (or part of one) from 'seamtest ls'")
+    for command, func in ((gc, _gc), (ls, _ls), (psql, _psql)):
+        command.add_argument("--url", help="the server (default: SEAMTEST_URL, or 'seamtest up')")
+        command.add_argument("--prefix", default=os.environ.get("SEAMTEST_DB_PREFIX", "seamtest_"))
+        command.set_defaults(func=func)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

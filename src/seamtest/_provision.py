@@ -206,6 +206,21 @@ class Provisioner:
                 found.append((str(name), info))
         return found
 
+    def foreign(self) -> list[str]:
+        """Databases on the server that are neither PostgreSQL's own nor seamtest's."""
+        rows = self.execute(
+            sql.SQL(
+                "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
+                "WHERE datname NOT IN ('postgres', 'template0', 'template1') ORDER BY 1"
+            )
+        )
+        return [str(name) for name, comment in rows if read_comment(comment) is None]
+
+    def kept(self) -> list[tuple[str, dict[str, Any]]]:
+        """Kept databases (failed tests'), newest first."""
+        found = [(name, info) for name, info in self.ours() if info.get("kept")]
+        return sorted(found, key=lambda item: -float(item[1]["kept"]))
+
     def collect_garbage(self, kept_ttl_seconds: float) -> list[str]:
         """Drop what dead runs left (except kept databases younger than the TTL)."""
         dropped = []

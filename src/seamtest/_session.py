@@ -174,9 +174,26 @@ class Session:
             )
             self._provisioner.migration_timeout = self.settings.migration_timeout
             if self.run.is_owner:
+                self._check_shared_server(self._provisioner)
                 self._provisioner.collect_garbage(self.settings.kept_ttl_seconds)
                 collect_kept(self.settings.kept_ttl_seconds / 3600)
         return self._provisioner
+
+    def _check_shared_server(self, provisioner: Provisioner) -> None:
+        """A server with others' databases on it needs a prefix that is the user's choice."""
+        if not self.settings["seamtest_url"] or self.settings.source("seamtest_db_prefix") != (
+            "default"
+        ):
+            return
+        foreign = provisioner.foreign()
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise ConfigError(
+                f"the server at {self.settings.origin('seamtest_url')} holds databases "
+                f"seamtest did not create ({shown}). seamtest creates and drops databases "
+                "there; to confirm it may, name a prefix of its own for them: "
+                "seamtest_db_prefix = 'seamtest_ci_' (ini) or SEAMTEST_DB_PREFIX."
+            )
 
     # -- templates and databases -------------------------------------------------------
     def template(self) -> Template:

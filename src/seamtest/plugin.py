@@ -18,7 +18,7 @@ import pytest
 
 from . import __version__
 from ._binaries import find_binaries
-from ._config import OPTIONS, Settings, resolve
+from ._config import BY_NAME, OPTIONS, Settings, resolve
 from ._run import Run
 from ._session import Session, Stats
 from .errors import FixtureError, SeamtestError
@@ -65,7 +65,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def _settings(config: pytest.Config, namespace: Any) -> Settings:
     cli = {o.name: getattr(namespace, o.name, None) for o in OPTIONS}
+    # getini() returns the default when the ini is silent; only a different value is the
+    # ini's (the report header says where each value came from).
     ini = {o.name: config.getini(o.name) for o in OPTIONS}
+    ini = {name: value for name, value in ini.items() if value != BY_NAME[name].default}
     try:
         return resolve(cli, ini, os.environ, config.rootpath)
     except SeamtestError as exc:
