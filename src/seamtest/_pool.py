@@ -223,7 +223,9 @@ class ClonePool:
                 if cleaned is None:
                     reason = "schema changed"
                 elif self._baseline is None or _reset.differences(
-                    self._baseline, _reset.digest(conn, tables=cleaned), roles=False
+                    self._baseline,
+                    _reset.digest(conn, tables=cleaned, schema=False),  # DDL: event triggers
+                    roles=False,
                 ):
                     reason = "not provably clean"
         except psycopg.Error as exc:
