@@ -7,7 +7,6 @@ report header can say so. Values are validated here, early, listing the valid ch
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -318,7 +317,3 @@ def env_templates(settings: Settings) -> dict[str, str]:
                 + ", ".join("{" + p + "}" for p in PLACEHOLDERS)
             ) from None
     return templates
-
-
-def environment() -> Mapping[str, str]:
-    return os.environ

@@ -126,7 +126,7 @@ class EmbeddedServer:
         return self.runtime_dir / "server.log"
 
     def _mkdir_private(self, path: Path) -> None:
-        path.mkdir(mode=0o700)
+        path.mkdir(mode=0o700, exist_ok=True)
         if self.run_as:
             os.chown(path, self.run_as.uid, self.run_as.gid)
 
@@ -142,9 +142,7 @@ class EmbeddedServer:
         if self.existing is not None:
             self.runtime_dir = self.existing
             (self.existing / _watchdog.KEEP_MARKER).touch()
-            (self.existing / "socket").mkdir(mode=0o700, exist_ok=True)
-            if self.run_as:
-                os.chown(self.existing / "socket", self.run_as.uid, self.run_as.gid)
+            self._mkdir_private(self.existing / "socket")
             return self.existing / "data"
         parent = runtime_parent()
         self._check_parent(parent.resolve())
@@ -233,11 +231,13 @@ class EmbeddedServer:
             )
             process = self.process
             _STARTED.append(process)
+
+            def running(proc: subprocess.Popen[bytes] = process) -> bool:
+                return proc.poll() is None
+
             try:
                 conn = wait_until_ready(
-                    endpoint,
-                    timeout=self.start_timeout,
-                    still_starting=lambda p=process: p.poll() is None,
+                    endpoint, timeout=self.start_timeout, still_starting=running
                 )
             except psycopg.OperationalError as exc:
                 if process.poll() is not None and "could not bind" in log_tail(self.log_path):

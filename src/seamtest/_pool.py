@@ -31,7 +31,7 @@ from psycopg import pq
 from . import _reset
 from ._connections import PooledConnection, clean_session
 from ._names import database_name, digest
-from ._provision import Provisioner, Template, TestDatabase
+from ._provision import Provisioner, Template, TestDatabase, sessions_on, wait_for_zero
 
 #: Seconds a test waits for the pool before cloning in the foreground.
 TAKE_TIMEOUT = 10.0
@@ -192,20 +192,6 @@ class ClonePool:
                 self._ready.append(ready)
                 self._cond.notify_all()
 
-    def _others_gone(self, conn: psycopg.Connection[Any], timeout: float = 1.0) -> bool:
-        """Wait until no other session is connected to this database."""
-        deadline = time.monotonic() + timeout
-        while True:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            ).fetchone()
-            if not row or row[0] == 0:
-                return True
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.001)
-
     def _recycled(self, name: str, nodeid: str, pgconn: pq.abc.PGconn | None) -> Ready | None:
         """Reset ``name`` in place; None (and the database dropped) unless provably clean."""
         database = TestDatabase(name, self.provisioner.endpoint, self.template.name)
@@ -216,7 +202,7 @@ class ClonePool:
             return None
         reason = None
         try:
-            if not self._others_gone(conn):
+            if wait_for_zero(lambda: sessions_on(conn, name), 1.0):
                 reason = "still connected"  # the dropper names the test
             else:
                 cleaned = _reset.reset(conn)

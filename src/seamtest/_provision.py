@@ -15,7 +15,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +68,31 @@ class TestDatabase:
     def conninfo(self) -> str:
         """The fastest way in for seamtest's own connections (unix socket when local)."""
         return self.endpoint.conninfo(self.name)
+
+
+#: Sessions connected to a database, other than the asking one.
+SESSIONS_ON = sql.SQL(
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+)
+
+
+def sessions_on(conn: psycopg.Connection[Any], name: str) -> int:
+    row = conn.execute(SESSIONS_ON, [name]).fetchone()
+    return int(row[0]) if row else 0
+
+
+def wait_for_zero(count: Callable[[], int], timeout: float) -> int:
+    """Poll ``count()`` (backing off from 1 ms to 50 ms) until it is 0 or ``timeout``
+    seconds pass; return its last value. Backends leave within milliseconds of their
+    client closing, so the first polls are the ones that usually answer."""
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        value = count()
+        if value == 0 or time.monotonic() > deadline:
+            return value
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def _lock_id(key: str) -> int:
@@ -160,17 +185,7 @@ class Provisioner:
 
     def wait_unused(self, name: str, timeout: float = 5.0) -> int:
         """Wait until no backend is connected to ``name``; return how many still are."""
-        deadline = time.monotonic() + timeout
-        delay = 0.001
-        while True:
-            rows = self.execute(
-                sql.SQL("SELECT count(*) FROM pg_stat_activity WHERE datname = %s"), [name]
-            )
-            count = int(rows[0][0])
-            if count == 0 or time.monotonic() > deadline:
-                return count
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+        return wait_for_zero(lambda: int(self.execute(SESSIONS_ON, [name])[0][0]), timeout)
 
     def run_alive(self, run_id: str) -> bool:
         """Whether a process of ``run_id`` still holds its lease on this server."""
@@ -553,23 +568,13 @@ class _Dropper:
                     self.errors.append(f"could not drop {name} ({nodeid}): {exc}")
 
     def _drop(self, conn: psycopg.Connection[Any], name: str, nodeid: str) -> None:
-        deadline = time.monotonic() + 2.0
-        delay = 0.001
-        while True:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [name]
-            ).fetchone()
-            if not row or row[0] == 0:
-                break
-            if time.monotonic() > deadline:
-                self.leaks.append(
-                    f"{nodeid or name} left {row[0]} connection(s) open to its database "
-                    f"{name}; seamtest terminated them to drop it. Close connections in the "
-                    "test or its fixtures."
-                )
-                break
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+        left = wait_for_zero(lambda: sessions_on(conn, name), 2.0)
+        if left:
+            self.leaks.append(
+                f"{nodeid or name} left {left} connection(s) open to its database "
+                f"{name}; seamtest terminated them to drop it. Close connections in the "
+                "test or its fixtures."
+            )
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )

@@ -14,6 +14,7 @@ import ipaddress
 import json
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -187,7 +188,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def wait_until_ready(
-    endpoint: Endpoint, *, timeout: float, still_starting: Any = None
+    endpoint: Endpoint, *, timeout: float, still_starting: Callable[[], bool] | None = None
 ) -> psycopg.Connection[Any]:
     """Poll with real connections until the server answers; return that connection.
 

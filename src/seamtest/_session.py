@@ -411,10 +411,3 @@ class Session:
             )
         )
         return target
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line for the report: seamtest's own errors say enough by themselves."""
-    if isinstance(exc, SeamtestError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"

@@ -80,7 +80,10 @@ def isolation_of(item: pytest.Item) -> str:
 
 
 def strategy_of(item: pytest.Item) -> Isolation:
-    return session_of(item.config).strategy(isolation_of(item))
+    """The strategy that gave the test its database (markers are read once, at setup)."""
+    active = item.stash.get(ACTIVE, None)
+    isolation = active[1].isolation if active else isolation_of(item)
+    return session_of(item.config).strategy(isolation)
 
 
 def _failed(item: pytest.Item) -> bool:

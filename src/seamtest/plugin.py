@@ -33,8 +33,6 @@ pytest_plugins = [
     "seamtest._checks_plugin",
 ]
 
-STARTED_EARLY = pytest.StashKey[bool]()
-
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("seamtest", "seamtest: real PostgreSQL for every test")
@@ -109,7 +107,6 @@ def pytest_load_initial_conftests(
             if session.run.is_owner:
                 session.finish_run(keep=False)
             raise pytest.UsageError(f"seamtest: {exc}") from exc
-        early_config.stash[STARTED_EARLY] = True
 
 
 def pytest_configure(config: pytest.Config) -> None:
