@@ -62,6 +62,15 @@ def write_ini(pytester: pytest.Pytester, **settings: str | Sequence[str]) -> Non
     pytester.makeini("\n".join(lines) + "\n")
 
 
+def on_shared_server(
+    pytester: pytest.Pytester, server: Endpoint, prefix: str, **settings: str | Sequence[str]
+) -> pytest.Pytester:
+    """An inner project on the suite's shared server, under a prefix of its own (the
+    ``db_prefix`` fixture drops its databases afterwards)."""
+    write_ini(pytester, seamtest_url=server.url(), seamtest_db_prefix=prefix, **settings)
+    return pytester
+
+
 def write_files(pytester: pytest.Pytester, where: str, files: dict[str, str]) -> Path:
     """Write dedented ``files`` into ``where`` under the inner session's directory."""
     directory = pytester.path / where

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from seamtest._server import Endpoint
-from tests.helpers import ITEMS_MIGRATION, write_files, write_ini
+from tests.helpers import ITEMS_MIGRATION, on_shared_server, write_files
 
 #: A FastAPI app over the ``items`` table. Its lifespan counts the rows through its own
 #: connection (so a started app has reached the test's database), hands the count to
@@ -115,11 +115,11 @@ FLASK_APP = """
 @pytest.fixture
 def project(inner: pytest.Pytester, pg_server: Endpoint, db_prefix: str) -> pytest.Pytester:
     """An inner project with both apps, on the shared server, under a dropped-after prefix."""
-    write_ini(
+    on_shared_server(
         inner,
+        pg_server,
+        db_prefix,
         seamtest_migrations="migrations",
-        seamtest_url=pg_server.url(),
-        seamtest_db_prefix=db_prefix,
         seamtest_app="fastapp:create_app",
         pythonpath=".",
     )

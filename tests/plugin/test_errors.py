@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from seamtest._server import Endpoint
-from tests.helpers import ITEMS_MIGRATION, run_inner, write_files, write_ini
+from tests.helpers import ITEMS_MIGRATION, on_shared_server, run_inner, write_files
 
 BAD_MIGRATION = {
     "0001_ok.sql": "CREATE TABLE a (id int);\n",
@@ -26,12 +26,7 @@ THREE_TESTS = """
 
 @pytest.fixture
 def project(inner: pytest.Pytester, pg_server: Endpoint, db_prefix: str) -> pytest.Pytester:
-    write_ini(
-        inner,
-        seamtest_migrations="migrations",
-        seamtest_url=pg_server.url(),
-        seamtest_db_prefix=db_prefix,
-    )
+    on_shared_server(inner, pg_server, db_prefix, seamtest_migrations="migrations")
     return inner
 
 

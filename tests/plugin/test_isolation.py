@@ -7,7 +7,7 @@ import json
 import pytest
 
 from seamtest._server import Endpoint
-from tests.helpers import ITEMS_MIGRATION, run_inner, write_files, write_ini
+from tests.helpers import ITEMS_MIGRATION, on_shared_server, run_inner, write_files
 
 #: Every test inserts a row of its own and must then see the seed row and that row only;
 #: each records which database it had. Were any state shared, the later tests would see
@@ -100,12 +100,7 @@ def records(pytester: pytest.Pytester) -> dict[str, dict[str, str]]:
 @pytest.fixture
 def project(inner: pytest.Pytester, pg_server: Endpoint, db_prefix: str) -> pytest.Pytester:
     """A project on the shared server, under a prefix whose databases are dropped after."""
-    write_ini(
-        inner,
-        seamtest_migrations="migrations",
-        seamtest_url=pg_server.url(),
-        seamtest_db_prefix=db_prefix,
-    )
+    on_shared_server(inner, pg_server, db_prefix, seamtest_migrations="migrations")
     write_files(inner, "migrations", ITEMS_MIGRATION)
     return inner
 

@@ -16,9 +16,9 @@ from tests.helpers import (
     ITEMS_MIGRATION,
     databases_like,
     like_prefix,
+    on_shared_server,
     run_inner,
     write_files,
-    write_ini,
 )
 
 TESTS = """
@@ -40,12 +40,7 @@ FAILING = """
 
 @pytest.fixture
 def project(inner: pytest.Pytester, pg_server: Endpoint, db_prefix: str) -> pytest.Pytester:
-    write_ini(
-        inner,
-        seamtest_migrations="migrations",
-        seamtest_url=pg_server.url(),
-        seamtest_db_prefix=db_prefix,
-    )
+    on_shared_server(inner, pg_server, db_prefix, seamtest_migrations="migrations")
     write_files(inner, "migrations", ITEMS_MIGRATION)
     return inner
 
