@@ -14,16 +14,17 @@ from tests.helpers import ITEMS_MIGRATION, on_shared_server, write_files
 
 #: A FastAPI app over the ``items`` table. Its lifespan counts the rows through its own
 #: connection (so a started app has reached the test's database), hands the count to
-#: requests as lifespan state, and logs startup and shutdown to a file the outer test reads.
+#: requests as lifespan state, and logs startup and shutdown to a file per process that the
+#: outer test reads.
 FASTAPI_APP = """
     import contextlib, os, pathlib
 
     import psycopg
     from fastapi import Depends, FastAPI, HTTPException, Request
 
-    LOG = pathlib.Path(__file__).parent / "lifespan.log"
-
     def log(line):
+        # One log per process: under xdist two workers' apps never interleave their lines.
+        LOG = pathlib.Path(__file__).parent / f"lifespan.{os.getpid()}.log"
         with LOG.open("a") as f:
             f.write(line + "\\n")
 

@@ -7,9 +7,10 @@ import pytest
 from tests.helpers import run_inner
 
 SYNC_TESTS = """
+    import os
     import pathlib
 
-    LOG = pathlib.Path(__file__).parent / "lifespan.log"
+    LOG = pathlib.Path(__file__).parent / f"lifespan.{os.getpid()}.log"
 
     def labels(db):
         return [r[0] for r in db.execute("SELECT label FROM items ORDER BY id")]
@@ -31,11 +32,12 @@ SYNC_TESTS = """
 """
 
 ASYNC_TESTS = """
+    import os
     import pathlib
 
     import pytest
 
-    LOG = pathlib.Path(__file__).parent / "lifespan.log"
+    LOG = pathlib.Path(__file__).parent / f"lifespan.{{os.getpid()}}.log"
 
     {mark}
     async def test_aclient_and_db_agree(aclient, db):
@@ -80,9 +82,9 @@ BROKEN_TESTS = """
 
 
 def lifespan_log(project: pytest.Pytester) -> list[str]:
-    """What the inner sessions' apps logged at startup and shutdown, in order."""
-    log = project.path / "lifespan.log"
-    return log.read_text().splitlines() if log.exists() else []
+    """What the inner sessions' apps logged at startup and shutdown, in order per process."""
+    logs = sorted(project.path.glob("lifespan.*.log"))
+    return [line for log in logs for line in log.read_text().splitlines()]
 
 
 def test_sync_client_runs_the_lifespan_around_each_test(project: pytest.Pytester) -> None:
@@ -112,9 +114,13 @@ def test_a_broken_startup_fails_the_test_with_the_apps_error(project: pytest.Pyt
         project, "--seamtest-app=fastapp:create_broken_app", "-p", "asyncio", "--asyncio-mode=auto"
     )
     result.assert_outcomes(errors=1, failed=1)  # sync: at setup; async: at the first request
+    # Each report (not only the short summary, whose width varies) names both errors.
     output = result.stdout.str()
-    assert output.count("AppStartupError: the application's lifespan startup failed") == 2
-    assert output.count("RuntimeError: cannot reach the payment service") >= 2
+    sync_report = output.split("ERROR at setup of test_sync")[1].split("_ test_async _")[0]
+    async_report = output.split("_ test_async _")[1].split("short test summary")[0]
+    for report in (sync_report, async_report):
+        assert "AppStartupError: the application's lifespan startup failed" in report
+        assert "RuntimeError: cannot reach the payment service" in report
 
 
 def test_an_app_without_lifespan_support_works(project: pytest.Pytester) -> None:
