@@ -4,7 +4,9 @@ A new PostgreSQL session costs a connect (4.5-6 ms here) and then, on its first 
 cold catalog caches and plpgsql compilation (several ms more). seamtest keeps one
 session per database it reuses and hands each test a new psycopg connection object over
 it, after ROLLBACK and DISCARD ALL have forgotten everything the last test did to the
-session (SET, LISTEN, advisory locks, prepared statements, temporary tables).
+session (SET, LISTEN, advisory locks, prepared statements, temporary tables). Round trips
+are what a background thread pays most for (each waits for the interpreter while pytest
+runs a test), so the cleaning shares one with the query that follows it.
 """
 
 from __future__ import annotations
@@ -41,22 +43,41 @@ class PooledConnection(psycopg.Connection[Any]):
             super().__del__(*args)
 
 
-def clean_session(pgconn: pq.abc.PGconn | None, conninfo: str) -> PooledConnection:
-    """``pgconn``'s session with everything a test did to it forgotten, in autocommit;
-    a new session if it is gone."""
+#: ``DISCARD ALL`` spelled out, as PostgreSQL documents it: ``DISCARD ALL`` refuses to
+#: share a query string with other statements and these do not, so cleaning a session and
+#: the next query can go in one round trip.
+DISCARD_ALL = (
+    "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; UNLISTEN *; "
+    "SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES"
+)
+
+
+def reopen(pgconn: pq.abc.PGconn | None, conninfo: str) -> PooledConnection:
+    """``pgconn``'s session, its transaction rolled back, in autocommit; a new session if
+    it is gone. What the test did to the session (SET, LISTEN, locks...) is still there."""
     if pgconn is not None and pgconn.status == pq.ConnStatus.OK:
         conn = PooledConnection(pgconn)
         conn.prepare_threshold = None  # the next test's object prepares afresh
         if pgconn.transaction_status != pq.TransactionStatus.IDLE:
             conn.rollback()
         conn.autocommit = True
-        conn.execute("DISCARD ALL")
         return conn
     if pgconn is not None:
         pgconn.finish()
     conn = PooledConnection.connect(conninfo, autocommit=True)
     conn.prepare_threshold = None
     return conn
+
+
+def forget(conn: psycopg.Connection[Any], then: str | None = None) -> Any:
+    """Forget everything a test did to ``conn``'s session (autocommit, no transaction open);
+    ``then`` (a query without parameters) runs in the same round trip, and its first value
+    is returned."""
+    cursor = conn.execute((DISCARD_ALL if then is None else f"{DISCARD_ALL}; {then}").encode())
+    while cursor.nextset():  # to the last statement's result
+        pass
+    row = cursor.fetchone() if then is not None else None
+    return row[0] if row else None
 
 
 class SessionKeeper:
@@ -78,7 +99,9 @@ class SessionKeeper:
         if detached is None:
             return
         try:
-            pgconn = clean_session(detached, self.conninfo).detach()
+            conn = reopen(detached, self.conninfo)
+            forget(conn)
+            pgconn = conn.detach()
         except psycopg.Error:
             detached.finish()
             return

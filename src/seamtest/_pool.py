@@ -29,12 +29,14 @@ import psycopg
 from psycopg import pq
 
 from . import _reset
-from ._connections import PooledConnection, clean_session
+from ._connections import PooledConnection, forget, reopen
 from ._names import database_name, digest
-from ._provision import Provisioner, Template, TestDatabase, sessions_on, wait_for_zero
+from ._provision import Provisioner, Template, TestDatabase, wait_for_zero
 
 #: Seconds a test waits for the pool before cloning in the foreground.
 TAKE_TIMEOUT = 10.0
+#: Recycles of one database between two VACUUMs of it.
+VACUUM_EVERY = 200
 
 
 @dataclass
@@ -101,6 +103,7 @@ class ClonePool:
         self._closed = False
         self._serial = 0
         self._baseline: dict[str, Any] | None = None
+        self._recycles: dict[str, int] = {}
         self._errors: list[str] = []
         #: The background thread's last error, until it next succeeds: takers fail fast.
         self._failure: Exception | None = None
@@ -196,24 +199,34 @@ class ClonePool:
         """Reset ``name`` in place; None (and the database dropped) unless provably clean."""
         database = TestDatabase(name, self.provisioner.endpoint, self.template.name)
         try:
-            conn = clean_session(pgconn, database.conninfo)
+            conn = reopen(pgconn, database.conninfo)
         except psycopg.Error:  # the test dropped its own database, say
             self._discard(name, nodeid, "cannot connect")
             return None
         reason = None
         try:
-            if wait_for_zero(lambda: sessions_on(conn, name), 1.0):
+            # Clean the session, check that the test's other sessions are gone, reset what
+            # the test dirtied and take the digest that proves it: one round trip.
+            query = _reset.RESET.format(alone="true")
+            result = _reset.Reset.parse(forget(conn, then=query))
+            if result.others:  # backends leave moments after their clients close
+
+                def others() -> int:
+                    nonlocal result
+                    result = _reset.reset(conn, alone=True)
+                    return result.others
+
+                wait_for_zero(others, 1.0)
+            if result.others:
                 reason = "still connected"  # the dropper names the test
+            elif result.cleaned is None or result.digest is None:
+                reason = "schema changed"
+            elif self._baseline is None or _reset.differences(
+                self._baseline, result.digest, roles=False
+            ):
+                reason = "not provably clean"
             else:
-                cleaned = _reset.reset(conn)
-                if cleaned is None:
-                    reason = "schema changed"
-                elif self._baseline is None or _reset.differences(
-                    self._baseline,
-                    _reset.digest(conn, tables=cleaned, schema=False),  # DDL: event triggers
-                    roles=False,
-                ):
-                    reason = "not provably clean"
+                self._vacuum_now_and_then(conn, name)
         except psycopg.Error as exc:
             reason = f"reset failed: {exc.diag.message_primary or exc}"
         if reason is not None:
@@ -223,6 +236,12 @@ class ClonePool:
         with self._cond:
             self.stats.recycled += 1
         return Ready(database, conn.detach(), recycled=True)
+
+    def _vacuum_now_and_then(self, conn: psycopg.Connection[Any], name: str) -> None:
+        """The reset deletes rows and autovacuum is off: reclaim them every so often."""
+        self._recycles[name] = self._recycles.get(name, 0) + 1
+        if self._recycles[name] % VACUUM_EVERY == 0:
+            _reset.vacuum(conn)
 
     def _discard(self, name: str, nodeid: str, reason: str) -> None:
         """Drop a database that cannot be recycled (``reason`` is for reading here)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -25,20 +26,58 @@ from .errors import DatabaseError
 
 SCHEMA = "seamtest_reset"
 
-#: Tables, schemas and functions seamtest adds; excluded from digests and tracking.
-_USER_RELATIONS = """
+#: The user's tables (relkind 'r') or sequences ('S'): not the catalogs, not temporary
+#: objects, not what seamtest adds.
+_USER_RELKIND = """
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.relkind = 'r'
+    WHERE c.relkind = '{relkind}'
       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'seamtest_reset')
       AND n.nspname NOT LIKE 'pg\\_%'
 """
+_USER_RELATIONS = _USER_RELKIND.replace("{relkind}", "r")
+_USER_SEQUENCES = _USER_RELKIND.replace("{relkind}", "S")
 
+SCHEMA_CLAUSE = """    'schema', (SELECT md5(coalesce(string_agg(
+                   format('%s.%s:%s', c.oid::regclass, a.attname, a.atttypid::regtype),
+                   ',' ORDER BY c.oid::regclass::text, a.attnum), ''))
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
+               WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'seamtest_reset')
+                 AND n.nspname NOT LIKE 'pg\\_%'),
+"""
+_DIGEST = """
+SELECT json_build_object(
+    -- pg_sequence_last_value, not the pg_sequences view: the same values at half the cost.
+    'sequences', (SELECT coalesce(json_object_agg(format('%I.%I', n.nspname, c.relname),
+                                                  pg_sequence_last_value(c.oid)), '{}')
+                  {user_sequences}),
+{schema}    'roles', (SELECT json_agg(rolname ORDER BY rolname) FROM pg_roles),
+    'large_objects', (SELECT count(*) FROM pg_largeobject_metadata),
+    -- ALTER DATABASE ... SET / OWNER / CONNECTION LIMIT and GRANTs on the database fire no
+    -- event trigger (databases are shared objects), so compare them directly.
+    'database', (SELECT json_build_object(
+                     'settings', (SELECT setconfig FROM pg_db_role_setting
+                                  WHERE setdatabase = d.oid AND setrole = 0),
+                     'owner', d.datdba::regrole::text,
+                     'acl', d.datacl::text,
+                     'connlimit', d.datconnlimit)
+                 FROM pg_database d WHERE d.datname = current_database())
+)
+"""
+_DIGEST = _DIGEST.replace("{user_sequences}", _USER_SEQUENCES.strip())
+DIGEST = _DIGEST.replace("{schema}", SCHEMA_CLAUSE)
+#: Where event triggers already vouch for the schema (reset, recycling), skip its md5.
+DIGEST_WITHOUT_SCHEMA = _DIGEST.replace("{schema}", "    'schema', NULL,\n")
 INSTRUMENT = """
 CREATE SCHEMA seamtest_reset;
 -- No unique key: with one, two sessions writing the same table would queue on the key.
 CREATE UNLOGGED TABLE seamtest_reset.dirty (rel regclass NOT NULL);
 CREATE UNLOGGED TABLE seamtest_reset.ddl (tag text);
-CREATE UNLOGGED TABLE seamtest_reset.sequences (seq regclass PRIMARY KEY, last_value bigint);
+-- The tables that held rows in the template: where their copy is, and their columns.
+CREATE UNLOGGED TABLE seamtest_reset.snapshots (
+    rel regclass PRIMARY KEY, snap name NOT NULL, cols text NOT NULL);
+CREATE UNLOGGED TABLE seamtest_reset.sequences (
+    seq regclass PRIMARY KEY, last_value bigint, start_value bigint NOT NULL);
 CREATE UNLOGGED TABLE seamtest_reset.large_objects (lo oid PRIMARY KEY);
 CREATE FUNCTION seamtest_reset.mark() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -71,53 +110,73 @@ BEGIN
         IF has_rows THEN
             EXECUTE format('CREATE UNLOGGED TABLE seamtest_reset.%I AS SELECT * FROM %s',
                            'snap_' || r.oid, r.rel);
+            INSERT INTO seamtest_reset.snapshots
+            SELECT r.oid, 'snap_' || r.oid, string_agg(quote_ident(attname), ', ' ORDER BY attnum)
+            FROM pg_attribute
+            WHERE attrelid = r.oid AND attnum > 0 AND NOT attisdropped AND attgenerated = '';
         END IF;
     END LOOP;
 END $$;
 INSERT INTO seamtest_reset.sequences
-    SELECT format('%I.%I', schemaname, sequencename)::regclass, last_value FROM pg_sequences
-    WHERE schemaname <> 'seamtest_reset';
+    SELECT c.oid, pg_sequence_last_value(c.oid), s.seqstart
+    {user_sequences_joined};
 INSERT INTO seamtest_reset.large_objects SELECT oid FROM pg_largeobject_metadata;
-CREATE FUNCTION seamtest_reset.reset() RETURNS text[] LANGUAGE plpgsql AS $$
-DECLARE r record; cols text; cleaned text[];
+-- Clean what the last test dirtied and take the digest that proves it (``digest(conn,
+-- tables=cleaned, schema=False)``) in one call, so one round trip: the pool's background
+-- thread pays for each round trip with a wait for the interpreter while pytest runs a test.
+-- With alone, it first checks that no other session is connected (the test's backends leave
+-- moments after their clients close) and if one is, says how many and touches nothing.
+CREATE FUNCTION seamtest_reset.reset(alone boolean) RETURNS json LANGUAGE plpgsql AS $$
+DECLARE r record; n bigint; counts jsonb := '{}';
 BEGIN
-    IF EXISTS (SELECT 1 FROM seamtest_reset.ddl) THEN
-        RETURN NULL;  -- the schema changed: the caller re-clones
+    IF alone THEN  -- pg_stat_activity would say the same at several times the cost
+        SELECT pg_stat_get_db_numbackends(oid) - 1 INTO n
+        FROM pg_database WHERE datname = current_database();
+        IF n > 0 THEN
+            RETURN json_build_object('others', n);
+        END IF;
     END IF;
-    SELECT coalesce(array_agg(DISTINCT format('%s.%s', n.nspname, c.relname)), '{}')
-    INTO cleaned
-    FROM seamtest_reset.dirty d JOIN pg_class c ON c.oid = d.rel
-    JOIN pg_namespace n ON n.oid = c.relnamespace;
+    IF EXISTS (SELECT FROM seamtest_reset.ddl) THEN
+        RETURN json_build_object('cleaned', NULL);  -- the schema changed: re-clone
+    END IF;
     -- Skip foreign-key and user triggers while restoring, so order does not matter.
     SET LOCAL session_replication_role = replica;
-    FOR r IN SELECT DISTINCT rel FROM seamtest_reset.dirty LOOP
+    FOR r IN SELECT d.rel, format('%s.%s', ns.nspname, c.relname) AS name, s.snap, s.cols
+             FROM (SELECT DISTINCT rel FROM seamtest_reset.dirty) d
+             JOIN pg_class c ON c.oid = d.rel JOIN pg_namespace ns ON ns.oid = c.relnamespace
+             LEFT JOIN seamtest_reset.snapshots s ON s.rel = d.rel
+    LOOP
         EXECUTE format('DELETE FROM %s', r.rel);
-        IF to_regclass(format('seamtest_reset.%I', 'snap_' || r.rel::oid)) IS NOT NULL THEN
-            SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO cols
-            FROM pg_attribute
-            WHERE attrelid = r.rel AND attnum > 0 AND NOT attisdropped AND attgenerated = '';
+        IF r.snap IS NOT NULL THEN
             EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM '
-                           'seamtest_reset.%I', r.rel, cols, cols, 'snap_' || r.rel::oid);
+                           'seamtest_reset.%I', r.rel, r.cols, r.cols, r.snap);
         END IF;
+        EXECUTE format('SELECT count(*) FROM %s', r.rel) INTO n;
+        counts := counts || jsonb_build_object(r.name, n);
     END LOOP;
     DELETE FROM seamtest_reset.dirty;
-    FOR r IN
-        SELECT s.seq, s.last_value AS saved, p.start_value
-        FROM seamtest_reset.sequences s
-        JOIN pg_sequences p ON format('%I.%I', p.schemaname, p.sequencename)::regclass = s.seq
-        WHERE p.last_value IS DISTINCT FROM s.last_value
-    LOOP
-        PERFORM setval(r.seq, coalesce(r.saved, r.start_value), r.saved IS NOT NULL);
-    END LOOP;
+    PERFORM setval(s.seq, coalesce(s.last_value, s.start_value), s.last_value IS NOT NULL)
+    FROM seamtest_reset.sequences s
+    WHERE pg_sequence_last_value(s.seq) IS DISTINCT FROM s.last_value;
     PERFORM lo_unlink(m.oid) FROM pg_largeobject_metadata m
     WHERE m.oid NOT IN (SELECT lo FROM seamtest_reset.large_objects);
-    RETURN cleaned;
+    RETURN json_build_object(
+        'cleaned', (SELECT coalesce(json_agg(k ORDER BY k), '[]') FROM jsonb_object_keys(counts) k),
+        'digest', ({digest})::jsonb || jsonb_build_object('tables', counts));
 END $$;
 CREATE EVENT TRIGGER seamtest_reset_ddl ON ddl_command_end
     EXECUTE FUNCTION seamtest_reset.ddl_seen();
 CREATE EVENT TRIGGER seamtest_reset_drop ON sql_drop
     EXECUTE FUNCTION seamtest_reset.drop_seen();
-""".replace("{user_relations}", _USER_RELATIONS)
+"""
+INSTRUMENT = (
+    INSTRUMENT.replace("{user_relations}", _USER_RELATIONS)
+    .replace(
+        "{user_sequences_joined}",
+        _USER_SEQUENCES.replace("WHERE", "JOIN pg_sequence s ON s.seqrelid = c.oid\n    WHERE"),
+    )
+    .replace("{digest}", DIGEST_WITHOUT_SCHEMA.strip())
+)
 
 
 def instrument(conn: psycopg.Connection[Any]) -> None:
@@ -133,43 +192,40 @@ def instrument(conn: psycopg.Connection[Any]) -> None:
         ) from exc
 
 
-def reset(conn: psycopg.Connection[Any]) -> list[str] | None:
-    """Clean what the last test dirtied; return the tables cleaned (``schema.table``), or
-    None if the schema changed (then the database must be re-cloned, not repaired)."""
-    with conn.transaction():
-        row = conn.execute("SELECT seamtest_reset.reset()").fetchone()
-    return None if row is None or row[0] is None else list(row[0])
+@dataclass
+class Reset:
+    """What ``seamtest_reset.reset`` answered."""
+
+    #: Other sessions still connected (with ``alone``): nothing was done.
+    others: int = 0
+    #: The tables cleaned; None if the schema changed (re-clone, do not repair).
+    cleaned: list[str] | None = None
+    #: ``digest(conn, tables=cleaned, schema=False)`` after the reset.
+    digest: dict[str, Any] | None = None
+
+    @classmethod
+    def parse(cls, value: dict[str, Any]) -> Reset:
+        if "others" in value:
+            return cls(others=int(value["others"]))
+        state = value.get("digest")
+        if state is not None:
+            state["partial"] = True
+        return cls(cleaned=value["cleaned"], digest=state)
 
 
-SCHEMA_CLAUSE = """    'schema', (SELECT md5(coalesce(string_agg(
-                   format('%s.%s:%s', c.oid::regclass, a.attname, a.atttypid::regtype),
-                   ',' ORDER BY c.oid::regclass::text, a.attnum), ''))
-               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
-               WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'seamtest_reset')
-                 AND n.nspname NOT LIKE 'pg\\_%'),
-"""
-_DIGEST = """
-SELECT json_build_object(
-    'sequences', (SELECT coalesce(json_object_agg(format('%I.%I', schemaname, sequencename),
-                                                  last_value), '{}')
-                  FROM pg_sequences WHERE schemaname <> 'seamtest_reset'),
-{schema}    'roles', (SELECT json_agg(rolname ORDER BY rolname) FROM pg_roles),
-    'large_objects', (SELECT count(*) FROM pg_largeobject_metadata),
-    -- ALTER DATABASE ... SET / OWNER / CONNECTION LIMIT and GRANTs on the database fire no
-    -- event trigger (databases are shared objects), so compare them directly.
-    'database', (SELECT json_build_object(
-                     'settings', (SELECT setconfig FROM pg_db_role_setting
-                                  WHERE setdatabase = d.oid AND setrole = 0),
-                     'owner', d.datdba::regrole::text,
-                     'acl', d.datacl::text,
-                     'connlimit', d.datconnlimit)
-                 FROM pg_database d WHERE d.datname = current_database())
-)
-"""
-DIGEST = _DIGEST.replace("{schema}", SCHEMA_CLAUSE)
-#: Where event triggers already vouch for the schema (reset, recycling), skip its md5.
-DIGEST_WITHOUT_SCHEMA = _DIGEST.replace("{schema}", "    'schema', NULL,\n")
+#: The reset as a query; ``alone`` is a literal so that the query needs no parameters and
+#: can follow other statements in one round trip (``_connections.forget``).
+RESET = "SELECT seamtest_reset.reset({alone})"
+
+
+def reset(conn: psycopg.Connection[Any], *, alone: bool = False) -> Reset:
+    """Clean what the last test dirtied and prove it, in one round trip (``conn`` in
+    autocommit: the call is its own transaction)."""
+    row = conn.execute(RESET.format(alone=str(alone).lower()).encode()).fetchone()
+    assert row is not None
+    return Reset.parse(row[0])
+
+
 TABLES = "SELECT n.nspname, c.relname {user_relations} ORDER BY 1, 2".replace(
     "{user_relations}", _USER_RELATIONS
 )

@@ -273,8 +273,10 @@ class ResetIsolation(_CommittingShared):
         if failed and self.keep_failed:
             outcome.kept_url = self._keep_copy(database, request)
         assert self._admin is not None
-        cleaned = _reset.reset(self._admin)
-        if cleaned is None:
+        # The digest rides along (one round trip): it counts only the cleaned tables, the
+        # triggers vouching for the others, and skips the schema, which event triggers watch.
+        result = _reset.reset(self._admin)
+        if result.cleaned is None or result.digest is None:
             self._rebuild(f"{request.nodeid} changed the schema")
         else:
             self._resets += 1
@@ -282,11 +284,8 @@ class ResetIsolation(_CommittingShared):
                 _reset.vacuum(self._admin)
             if request.leaks != "off":
                 assert self._baseline is not None
-                # Tables the triggers saw untouched need no count: only the cleaned ones.
                 outcome.leaks = _reset.differences(
-                    self._baseline,
-                    _reset.digest(self._admin, tables=cleaned, schema=False),  # DDL: triggers
-                    roles=self.check_roles,
+                    self._baseline, result.digest, roles=self.check_roles
                 )
                 if outcome.leaks:
                     self._rebuild(f"{request.nodeid} leaked")
