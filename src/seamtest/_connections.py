@@ -43,12 +43,14 @@ class PooledConnection(psycopg.Connection[Any]):
             super().__del__(*args)
 
 
-#: ``DISCARD ALL`` spelled out, as PostgreSQL documents it: ``DISCARD ALL`` refuses to
-#: share a query string with other statements and these do not, so cleaning a session and
-#: the next query can go in one round trip.
+#: ``DISCARD ALL`` spelled out, as PostgreSQL documents it, but for ``DISCARD PLANS``:
+#: ``DISCARD ALL`` refuses to share a query string with other statements and these do not,
+#: so cleaning a session and the next query can go in one round trip. Cached plans are
+#: not state a test can see (PostgreSQL re-plans when what they depend on changes), and
+#: dropping them would make the recycle's own statements re-plan on every test.
 DISCARD_ALL = (
     "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; UNLISTEN *; "
-    "SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES"
+    "SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
 )
 
 

@@ -73,9 +73,16 @@ CREATE SCHEMA seamtest_reset;
 -- No unique key: with one, two sessions writing the same table would queue on the key.
 CREATE UNLOGGED TABLE seamtest_reset.dirty (rel regclass NOT NULL);
 CREATE UNLOGGED TABLE seamtest_reset.ddl (tag text);
--- The tables that held rows in the template: where their copy is, and their columns.
-CREATE UNLOGGED TABLE seamtest_reset.snapshots (
-    rel regclass PRIMARY KEY, snap name NOT NULL, cols text NOT NULL);
+-- Every user table: its name as digests give it; where the copy of its template rows is
+-- and its columns (NULL when it had none); its level (0: no other table references it,
+-- else one more than the highest level among the tables referencing it) for deleting
+-- from referencing tables first; and whether it is plain: a reset may delete and restore
+-- its rows with triggers on. It is not when it has triggers or rules of its own, is on a
+-- foreign-key cycle (itself included), or is referenced by a table with template rows
+-- (deleting its rows would trip or cascade into those).
+CREATE UNLOGGED TABLE seamtest_reset.tables (
+    rel regclass PRIMARY KEY, name text NOT NULL, snap name, cols text,
+    level int NOT NULL DEFAULT 0, plain boolean NOT NULL DEFAULT true);
 CREATE UNLOGGED TABLE seamtest_reset.sequences (
     seq regclass PRIMARY KEY, last_value bigint, start_value bigint NOT NULL);
 CREATE UNLOGGED TABLE seamtest_reset.large_objects (lo oid PRIMARY KEY);
@@ -101,22 +108,41 @@ END $$;
 DO $$
 DECLARE r record; has_rows boolean;
 BEGIN
-    FOR r IN SELECT c.oid, c.oid::regclass AS rel {user_relations}
+    FOR r IN SELECT c.oid, c.oid::regclass AS rel, format('%s.%s', n.nspname, c.relname) AS name
+             {user_relations}
     LOOP
         EXECUTE format('CREATE TRIGGER seamtest_dirty AFTER INSERT OR UPDATE OR DELETE OR '
                        'TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION seamtest_reset.mark()',
                        r.rel);
+        INSERT INTO seamtest_reset.tables (rel, name) VALUES (r.oid, r.name);
         EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', r.rel) INTO has_rows;
         IF has_rows THEN
             EXECUTE format('CREATE UNLOGGED TABLE seamtest_reset.%I AS SELECT * FROM %s',
                            'snap_' || r.oid, r.rel);
-            INSERT INTO seamtest_reset.snapshots
-            SELECT r.oid, 'snap_' || r.oid, string_agg(quote_ident(attname), ', ' ORDER BY attnum)
-            FROM pg_attribute
-            WHERE attrelid = r.oid AND attnum > 0 AND NOT attisdropped AND attgenerated = '';
+            UPDATE seamtest_reset.tables SET snap = 'snap_' || r.oid, cols = (
+                SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute
+                WHERE attrelid = r.oid AND attnum > 0 AND NOT attisdropped AND attgenerated = '')
+            WHERE rel = r.oid;
         END IF;
     END LOOP;
 END $$;
+WITH RECURSIVE fk AS (
+    SELECT DISTINCT conrelid AS child, confrelid AS parent FROM pg_constraint WHERE contype = 'f'
+), walk (top, rel, depth, path, cycle) AS (  -- down from each table to those referencing it
+    SELECT rel::oid, rel::oid, 0, ARRAY[rel::oid], false FROM seamtest_reset.tables
+    UNION ALL
+    SELECT w.top, fk.child, w.depth + 1, w.path || fk.child, fk.child = ANY (w.path)
+    FROM walk w JOIN fk ON fk.parent = w.rel WHERE NOT w.cycle
+), levels AS (
+    SELECT top, max(depth) AS level, bool_or(cycle) AS cycle FROM walk GROUP BY top
+)
+UPDATE seamtest_reset.tables t SET level = l.level, plain = NOT l.cycle
+    AND NOT EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = t.rel AND NOT g.tgisinternal
+                    AND g.tgname <> 'seamtest_dirty')
+    AND NOT EXISTS (SELECT FROM pg_rewrite w WHERE w.ev_class = t.rel)
+    AND NOT EXISTS (SELECT FROM fk JOIN seamtest_reset.tables c ON c.rel = fk.child
+                    WHERE fk.parent = t.rel AND c.snap IS NOT NULL)
+FROM levels l WHERE l.top = t.rel::oid;
 INSERT INTO seamtest_reset.sequences
     SELECT c.oid, pg_sequence_last_value(c.oid), s.seqstart
     {user_sequences_joined};
@@ -139,14 +165,18 @@ BEGIN
     IF EXISTS (SELECT FROM seamtest_reset.ddl) THEN
         RETURN json_build_object('cleaned', NULL);  -- the schema changed: re-clone
     END IF;
-    -- Skip foreign-key and user triggers while restoring, so order does not matter.
-    SET LOCAL session_replication_role = replica;
-    FOR r IN SELECT d.rel, format('%s.%s', ns.nspname, c.relname) AS name, s.snap, s.cols
-             FROM (SELECT DISTINCT rel FROM seamtest_reset.dirty) d
-             JOIN pg_class c ON c.oid = d.rel JOIN pg_namespace ns ON ns.oid = c.relnamespace
-             LEFT JOIN seamtest_reset.snapshots s ON s.rel = d.rel
-    LOOP
+    IF EXISTS (SELECT FROM seamtest_reset.dirty JOIN seamtest_reset.tables USING (rel)
+               WHERE NOT plain) THEN
+        -- Foreign keys, triggers and rules off, so that order does not matter. Costly: a
+        -- change of this setting makes the session re-plan every statement it cached.
+        SET LOCAL session_replication_role = replica;
+    END IF;
+    FOR r IN SELECT rel FROM seamtest_reset.tables
+             WHERE rel IN (SELECT rel FROM seamtest_reset.dirty) ORDER BY level LOOP
         EXECUTE format('DELETE FROM %s', r.rel);
+    END LOOP;
+    FOR r IN SELECT rel, name, snap, cols FROM seamtest_reset.tables
+             WHERE rel IN (SELECT rel FROM seamtest_reset.dirty) ORDER BY level DESC LOOP
         IF r.snap IS NOT NULL THEN
             EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM '
                            'seamtest_reset.%I', r.rel, r.cols, r.cols, r.snap);
@@ -154,7 +184,7 @@ BEGIN
         EXECUTE format('SELECT count(*) FROM %s', r.rel) INTO n;
         counts := counts || jsonb_build_object(r.name, n);
     END LOOP;
-    DELETE FROM seamtest_reset.dirty;
+    DELETE FROM seamtest_reset.dirty;  -- last: the reset's own statements marked the tables
     PERFORM setval(s.seq, coalesce(s.last_value, s.start_value), s.last_value IS NOT NULL)
     FROM seamtest_reset.sequences s
     WHERE pg_sequence_last_value(s.seq) IS DISTINCT FROM s.last_value;
