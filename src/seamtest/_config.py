@@ -133,6 +133,13 @@ OPTIONS = (
         "2",
     ),
     Option(
+        "seamtest_warm_up",
+        "Once collected tests need a database, start the server, build the template and "
+        "fill the pool in the background, instead of in the first such test's setup.",
+        "bool",
+        True,
+    ),
+    Option(
         "seamtest_recycle",
         "Reset and reuse a passing test's database instead of dropping it.",
         "bool",

@@ -81,6 +81,10 @@ class Isolation(abc.ABC):
     def release(self, database: TestDatabase, request: DatabaseRequest, *, failed: bool) -> Outcome:
         """Take the database back; keep it for inspection if the test failed and can be."""
 
+    def prepare(self) -> None:  # noqa: B027 (optional: most strategies have nothing to do)
+        """Make ready ahead what the first test will need (seamtest's warm-up calls this
+        in a background thread)."""
+
     def connect(self, database: TestDatabase) -> psycopg.Connection[Any]:
         """The test's ``db`` connection."""
         return psycopg.connect(database.conninfo)
@@ -220,6 +224,13 @@ class DatabasePerTest(Isolation):
                 worker=self.worker,
             )
         return self.pools[key]
+
+    def prepare(self) -> None:
+        """The plain template's layer, and its pool filling."""
+        if self.pool_size > 0:
+            self._pool(())
+        else:
+            self._template_for(())
 
     def acquire(self, request: DatabaseRequest) -> TestDatabase:
         key = self._layered(request.fixtures)

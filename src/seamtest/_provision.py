@@ -26,6 +26,7 @@ from . import __version__
 from ._fingerprint import config_id, explain_rebuild, schema_digest, template_inputs
 from ._migrations import MigrationSource
 from ._names import MAX_IDENTIFIER, database_name, digest
+from ._probes import ProbeCache
 from ._server import Endpoint
 from .errors import DatabaseError
 
@@ -144,6 +145,10 @@ class Provisioner:
         self._server_version = self._admin.info.server_version
         #: How each template is cloned: measured once per template (see probe_clone).
         self._clone_methods: dict[str, str] = {}
+        #: Where probes are remembered across runs (None: each build probes).
+        self.probe_cache: ProbeCache | None = None
+        #: Scratch databases of builds in progress in this process (see cancel_builds).
+        self._building: set[str] = set()
 
     # -- bookkeeping -------------------------------------------------------------------
     def execute(
@@ -297,7 +302,7 @@ class Provisioner:
         finally:
             self.execute(sql.SQL("SELECT pg_advisory_unlock(%s, %s)"), lock)
         if base is None:
-            self.probe_clone(name)
+            self.probe_clone(name, fresh=rebuild)
         else:  # same server, same files: a layer clones best the way its base does
             self._clone_methods[name] = self.clone_method(base.name)
             info = self.comment_of(name) or {}
@@ -332,12 +337,18 @@ class Provisioner:
         extra: dict[str, Any] | None = None,
     ) -> None:
         scratch = f"{self.prefix}build_{key}_{os.getpid()}"
-        self.execute(
+        # Cloned the way its base clones best (FILE_COPY for template0): not the server's
+        # default WAL_LOG, two to three times slower here.
+        method = self.clone_method(base)
+        self._create(
             sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
                 sql.Identifier(scratch), sql.Identifier(base)
             )
+            + self._strategy_sql(method),
+            method,
         )
         self.set_comment(scratch, self._info("build", template=name))
+        self._building.add(scratch)
         try:
             with psycopg.connect(self.endpoint.conninfo(scratch)) as conn:
                 # A hung migration (a sleep, a lock never granted) fails with the file
@@ -354,7 +365,12 @@ class Provisioner:
                     else:
                         source.apply(conn)
                 conn.commit()  # what a source left uncommitted is part of the template
-                schema = schema_digest(conn)
+                # A layer's schema is its base's: the layer adds data or seamtest's own.
+                schema = (
+                    schema_digest(conn)
+                    if base == "template0"
+                    else (self.comment_of(base) or {}).get("schema")
+                )
             self.wait_unused(scratch)
             # Everything is in place before the rename, which is the atomic publish.
             info = self._info(
@@ -372,6 +388,8 @@ class Provisioner:
         except BaseException:
             self.drop_now(scratch)
             raise
+        finally:
+            self._building.discard(scratch)
 
     # -- how to clone: measured, not assumed -------------------------------------------
     def clone_methods(self) -> list[str]:
@@ -413,14 +431,22 @@ class Provisioner:
             self._clone_methods[template] = str(recorded or "FILE_COPY")
         return self._clone_methods[template]
 
-    def probe_clone(self, template: str, rounds: int = 1) -> dict[str, float]:
+    def probe_clone(
+        self, template: str, rounds: int = 1, *, fresh: bool = False
+    ) -> dict[str, float]:
         """Time each clone method on ``template`` and remember the fastest with it.
 
         FILE_COPY is about twice as fast as WAL_LOG with fsync off here, and reflinks
         (``file_copy_method = clone``) help only on filesystems that have them (not
-        tmpfs, not ext4): a short probe decides instead of a guess (about 0.1-0.3 s, once
-        per template). Methods the server refuses are skipped.
+        tmpfs, not ext4): a short probe decides instead of a guess (about 0.2 s, once
+        per template and cluster: see ``_probes``; ``fresh`` probes even so). Methods the
+        server refuses are skipped. Returns the timings measured now (none if cached).
         """
+        key = self._probe_key(template)
+        cached = self.probe_cache.get(key) if self.probe_cache and key and not fresh else None
+        if cached is not None:
+            self._remember_clone(template, cached["clone"], {**cached, "cached": True})
+            return {}
         timings: dict[str, float] = {}
         for method in self.clone_methods():
             if not method:
@@ -442,11 +468,25 @@ class Provisioner:
             timings[method] = best
         if timings:
             fastest = min(timings, key=lambda method: timings[method])
-            self._clone_methods[template] = fastest
-            info = self.comment_of(template) or {}
             probe = {method: round(seconds * 1000, 1) for method, seconds in timings.items()}
-            self.set_comment(template, {**info, "clone": fastest, "probe_ms": probe})
+            self._remember_clone(template, fastest, {"probe_ms": probe})
+            if self.probe_cache and key:
+                self.probe_cache.put(key, {"clone": fastest, "probe_ms": probe})
         return timings
+
+    def _probe_key(self, template: str) -> str | None:
+        """The cluster, its version and the template; None if the server will not say."""
+        try:
+            rows = self.execute(sql.SQL("SELECT system_identifier FROM pg_control_system()"))
+        except psycopg.Error:
+            return None
+        return f"{rows[0][0]}:{self._server_version}:{template}"
+
+    def _remember_clone(self, template: str, method: str, details: dict[str, Any]) -> None:
+        self._clone_methods[template] = method
+        info = self.comment_of(template) or {}
+        extra = {k: v for k, v in details.items() if k != "clone"}
+        self.set_comment(template, {**info, "clone": method, **extra})
 
     # -- clones ------------------------------------------------------------------------
     def create(self, name: str, template: str | None, **info: Any) -> TestDatabase:
@@ -524,6 +564,19 @@ class Provisioner:
 
     def session_database_name(self, worker: str, template: str) -> str:
         return database_name(self.prefix, "s", worker, unique=f"{self.run_id}:{worker}:{template}")
+
+    def cancel_builds(self) -> None:
+        """Cancel the queries of this process's builds in progress (another thread's: a
+        Ctrl-C reaches only the main thread). The build then fails and drops its scratch
+        database. Over a connection of its own: the builder may hold the admin one."""
+        building = list(self._building)
+        if not building:
+            return
+        with self.endpoint.connect() as conn:
+            conn.execute(
+                "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE datname = ANY(%s)",
+                [building],
+            )
 
     def notes(self) -> list[str]:
         """Problems met off the critical path: failed drops, leaked connections."""

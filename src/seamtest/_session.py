@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import statistics
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -24,6 +25,7 @@ from psycopg import sql
 
 from . import _watchdog
 from ._binaries import find_binaries
+from ._cluster import cache_dir
 from ._config import ISOLATIONS, Settings, env_templates, server_settings
 from ._embedded import TEST_SETTINGS, EmbeddedServer, log_tail, stop_recorded
 from ._fingerprint import EXTENSIONS_QUERY, extensions_fingerprint, fingerprint_extras
@@ -31,6 +33,7 @@ from ._isolation import DatabasePerTest, DatabaseRequest, Isolation, Outcome
 from ._kept import collect_kept, kept_root
 from ._migrations import FixtureFiles, template_sources
 from ._privilege import RunAs, choose_run_as
+from ._probes import ProbeCache
 from ._provision import Provisioner, Template, TestDatabase
 from ._reuse import find_running
 from ._run import Run, ServerRecord
@@ -96,6 +99,10 @@ class Session:
         self._session_db: TestDatabase | None = None
         self._server_gone: ServerError | None = None
         self._template_error: SeamtestError | None = None
+        #: The warm-up thread while it runs (see warm_up), and whether it was called off.
+        self._warming: threading.Thread | None = None
+        self._warmed = threading.Event()
+        self._cancelled = False
         self.fixture_files = FixtureFiles(settings.rootdir / settings["seamtest_fixtures"])
         self.unique_counter = counter()
         #: How many collected tests load each fixture set (layers pay from the second).
@@ -154,8 +161,44 @@ class Session:
             str(server.binaries.bin_dir),
         )
 
+    # -- warm-up -------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Start the server, build the template and make the default strategy ready in a
+        background thread, while pytest runs what comes before the first database test
+        (other tests, fixtures, reporting): that test finds them done, or waits less."""
+        self._warmed = threading.Event()
+        self._warming = threading.Thread(target=self._warm, name="seamtest-warm-up", daemon=True)
+        self._warming.start()
+
+    def _warm(self) -> None:
+        try:
+            self.template()
+            if not self._cancelled:
+                self.strategy(self.settings.isolation).prepare()
+        except Exception:  # the first test does again what failed, and says why
+            pass
+        finally:
+            self._warmed.set()
+
+    def _settled(self, *, cancel: bool = False) -> None:
+        """Wait for the warm-up to finish (unless this is it): one thread builds at a time.
+        With ``cancel`` (the run is ending, Ctrl-C included) stop its work instead: its
+        build fails and drops its scratch database, as one in the main thread would."""
+        if self._warming is None or self._warming is threading.current_thread():
+            return
+        self._cancelled = cancel
+        # An Event, not Thread.join: a join that Ctrl-C interrupts leaves the thread
+        # looking finished (is_alive() False) on Python before 3.13.
+        while not self._warmed.is_set():
+            if cancel and self._provisioner is not None:
+                with contextlib.suppress(psycopg.Error):
+                    self._provisioner.cancel_builds()
+            self._warmed.wait(0.1 if cancel else None)
+        self._warming = None
+
     @property
     def record(self) -> ServerRecord:
+        self._settled()
         if self._record is None:
             started = time.perf_counter()
             self._record = self.run.server(self._start_server)
@@ -166,6 +209,7 @@ class Session:
 
     @property
     def provisioner(self) -> Provisioner:
+        self._settled()
         if self._provisioner is None:
             self._provisioner = Provisioner(
                 self.record.endpoint,
@@ -173,6 +217,7 @@ class Session:
                 run_id=self.run.run_id,
             )
             self._provisioner.migration_timeout = self.settings.migration_timeout
+            self._provisioner.probe_cache = ProbeCache(cache_dir() / "clone-probes.json")
             if self.run.is_owner:
                 self._check_shared_server(self._provisioner)
                 self._provisioner.collect_garbage(self.settings.kept_ttl_seconds)
@@ -197,6 +242,7 @@ class Session:
 
     # -- templates and databases -------------------------------------------------------
     def template(self) -> Template:
+        self._settled()
         if self._template_error is not None:  # built once, failed: no test gets a retry
             raise self._template_error
         try:
@@ -231,6 +277,7 @@ class Session:
         )
 
     def strategy(self, name: str) -> Isolation:
+        self._settled()
         if name not in self._strategies:
             keep = bool(self.settings["seamtest_keep_failed"])
             strategy: Isolation
@@ -354,6 +401,7 @@ class Session:
     # -- the end -------------------------------------------------------------------------
     def close(self) -> None:
         """Give back this process's databases (the server stays until the run ends)."""
+        self._settled(cancel=True)
         for strategy in self._strategies.values():
             strategy.close()
             if isinstance(strategy, DatabasePerTest):
@@ -372,6 +420,7 @@ class Session:
 
     def finish_run(self, *, keep: bool) -> Path | None:
         """Owner only: stop the run's server. Returns where kept data went, if anywhere."""
+        self._settled(cancel=True)
         record = self.run.started_server()
         if record is not None and self.run.recorded("unique-database"):
             # The unique strategy's database belongs to the whole run (every worker).

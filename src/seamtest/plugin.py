@@ -121,6 +121,21 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(XdistHooks(config), "seamtest-xdist")
 
 
+def _warms_up(config: pytest.Config, items: list[pytest.Item]) -> bool:
+    """Whether this process readies the server while the first tests run: some test
+    needs a database, and tests run here (not the xdist controller, not --collect-only
+    and the like)."""
+    option = config.option
+    worker = hasattr(config, "workerinput")  # workers inherit the controller's -n
+    no_tests = ("collectonly", "showfixtures", "show_fixtures_per_test", "setupplan")
+    return (
+        bool(config.stash[SESSION].settings["seamtest_warm_up"])
+        and (worker or not _is_controller(option))
+        and not any(getattr(option, name, False) for name in no_tests)
+        and any("_seamtest_database" in getattr(item, "fixturenames", ()) for item in items)
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Check every seamtest marker now, so a typo fails the run before any test runs."""
     errors = []
@@ -136,6 +151,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 uses[tuple(config.stash[SESSION].fixture_files.resolve(fixtures))] += 1
     if errors:
         raise pytest.UsageError("seamtest: bad marker arguments:\n  " + "\n  ".join(errors))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if _warms_up(session.config, session.items):  # the items left after -k and -m
+        session.config.stash[SESSION].warm_up()
 
 
 @pytest.hookimpl(wrapper=True)

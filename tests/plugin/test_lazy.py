@@ -1,4 +1,5 @@
-"""A run whose tests never ask for a database starts no server."""
+"""A run whose tests never ask for a database starts no server; one whose tests do
+readies the server and template while the tests before the first database test run."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ITEMS_MIGRATION, run_inner, write_files, write_ini
+from seamtest._server import Endpoint
+from tests.helpers import ITEMS_MIGRATION, like_prefix, run_inner, write_files, write_ini
 
 NO_DATABASE = """
     def test_arithmetic():
@@ -52,3 +54,55 @@ def test_no_database_no_server(
     result.assert_outcomes(passed=3)
     assert SECTION.search(result.stdout.str())
     assert (empty_cache / "clusters").is_dir()
+
+
+#: A test without a database that runs first, watching the server for the template.
+WATCHES_THE_TEMPLATE = """
+    import os
+    import time
+
+    import psycopg
+
+    def test_a_unit_test_runs_first():
+        deadline = time.monotonic() + float(os.environ["WAIT_FOR_TEMPLATE"])
+        with psycopg.connect(os.environ["ADMIN_URL"], autocommit=True) as conn:
+            while time.monotonic() < deadline:
+                built = conn.execute(
+                    "SELECT count(*) FROM pg_database WHERE datname LIKE %s AND datistemplate",
+                    [os.environ["TEMPLATE_LIKE"]],
+                ).fetchone()[0]
+                if built:
+                    break
+                time.sleep(0.02)
+        with open(os.environ["RESULT_FILE"], "w") as f:
+            f.write(str(bool(built)))
+
+    def test_then_a_database_test(db):
+        assert db.execute("SELECT count(*) FROM items").fetchone() == (1,)
+"""
+
+
+@pytest.mark.parametrize(
+    ("switch", "built"), [((), True), (("--seamtest-no-warm-up",), False)], ids=["on", "off"]
+)
+@pytest.mark.parametrize("args", [(), ("-n", "1")], ids=["serial", "xdist"])
+def test_the_template_is_built_while_earlier_tests_run(
+    inner: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    pg_server: Endpoint,
+    db_prefix: str,
+    args: tuple[str, ...],
+    switch: tuple[str, ...],
+    built: bool,
+) -> None:
+    write_ini(inner, seamtest_migrations="migrations", seamtest_db_prefix=db_prefix)
+    write_files(inner, "migrations", ITEMS_MIGRATION)
+    inner.makepyfile(test_order=WATCHES_THE_TEMPLATE)
+    monkeypatch.setenv("ADMIN_URL", pg_server.url())
+    monkeypatch.setenv("TEMPLATE_LIKE", like_prefix(db_prefix) + "tpl%")
+    # Long enough for a loaded machine when it comes; short when it never will.
+    monkeypatch.setenv("WAIT_FOR_TEMPLATE", "30" if built else "2")
+    monkeypatch.setenv("RESULT_FILE", str(inner.path / "built.txt"))
+    result = run_inner(inner, f"--seamtest-url={pg_server.url()}", *switch, *args)
+    result.assert_outcomes(passed=2)
+    assert (inner.path / "built.txt").read_text() == str(built)

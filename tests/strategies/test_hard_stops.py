@@ -85,7 +85,7 @@ def test_ctrl_c_during_a_template_build_leaves_no_half_built_template(
     process.send_signal(signal.SIGINT)
     output = process.communicate(timeout=60)[0].decode()
     assert "KeyboardInterrupt" in output
-    assert databases_like(pg_server, like_prefix(db_prefix)) == set()  # no build, no template
+    assert databases_like(pg_server, like_prefix(db_prefix)) == set(), output  # no build
 
 
 def test_two_runs_started_at_once_with_a_cold_cache(inner: pytest.Pytester, tmp_path: Path) -> None:
