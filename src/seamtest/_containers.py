@@ -30,10 +30,11 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import psycopg
+if TYPE_CHECKING:  # psycopg is imported on first use: loading the plugin stays cheap
+    pass
 
 from . import _watchdog
 from ._services import Launch, NotReady, Service, ServiceRecord
@@ -233,6 +234,8 @@ class PostgresContainer(Service):
         return f"postgresql://postgres:{launch.password}@{launch.host}:{launch.port}/postgres"
 
     def probe(self, launch: Launch) -> None:
+        import psycopg
+
         try:
             psycopg.connect(self.url(launch), connect_timeout=2).close()
         except psycopg.OperationalError as exc:

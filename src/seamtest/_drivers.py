@@ -14,12 +14,14 @@ Sync and async twins have matching names: ``sa_engine``/``sa_async_engine``,
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from ._provision import TestDatabase
+if TYPE_CHECKING:
+    from ._provision import TestDatabase
+
 from .errors import ConfigError, TransactionIsolationError
 from .fixtures import isolation_of, strategy_of
 

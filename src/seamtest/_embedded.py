@@ -16,10 +16,10 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
-from psycopg import sql
+if TYPE_CHECKING:  # psycopg is imported on first use: loading the plugin stays cheap
+    import psycopg
 
 from . import _watchdog
 from ._binaries import Binaries, require_major
@@ -211,6 +211,8 @@ class EmbeddedServer:
             raise
 
     def _start(self) -> Endpoint:
+        import psycopg
+
         data = self._prepare_dirs()
         assert self.runtime_dir is not None
         password = self.password
@@ -257,6 +259,8 @@ class EmbeddedServer:
         return endpoint
 
     def _set_password(self, conn: psycopg.Connection[Any], password: str) -> None:
+        from psycopg import sql
+
         if self.binaries.major >= 16:
             # Loopback-only server with a random per-run password: the default 4096 SCRAM
             # iterations would add ~6 ms to every TCP connection for no protection.

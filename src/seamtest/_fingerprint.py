@@ -17,7 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psycopg
+if TYPE_CHECKING:  # psycopg is imported on first use: loading the plugin stays cheap
+    import psycopg
 
 from ._migrations import MigrationSource, setting
 from .errors import ConfigError

@@ -24,7 +24,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-import psycopg
+if TYPE_CHECKING:  # psycopg is imported on first use: loading the plugin stays cheap
+    import psycopg
 
 from .errors import ConfigError, FixtureError, FixtureNotFoundError, MigrationError
 
@@ -79,6 +80,8 @@ def run_sql_file(
     conn: psycopg.Connection[Any], path: Path, error: type[MigrationError] | type[FixtureError]
 ) -> None:
     """Execute a SQL file in one transaction (or none, if it says ``-- no-transaction``)."""
+    import psycopg
+
     text = path.read_text(encoding="utf-8")
     first_line = text.split("\n", 1)[0]
     outside = bool(NO_TRANSACTION.match(first_line))
@@ -241,6 +244,8 @@ class YoyoMigration:
         self.apply_url(url_of(conn))
 
     def apply_url(self, url: str) -> None:
+        import psycopg
+
         yoyo = self._yoyo()
         # yoyo's psycopg 3 backend; its plain "postgresql" scheme means psycopg2.
         backend = yoyo.get_backend(url.replace("postgresql://", "postgresql+psycopg://", 1))
@@ -299,6 +304,8 @@ class CallableMigration:
         return hashlib.sha256(self.spec.encode() + b"\0" + source).hexdigest()
 
     def apply(self, conn: psycopg.Connection[Any]) -> None:
+        import psycopg
+
         func = self.load()
         try:
             func(conn)

@@ -15,8 +15,6 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
-
 from . import _watchdog
 from ._binaries import Binaries
 from ._cluster import cache_dir
@@ -44,6 +42,8 @@ def _locked() -> Iterator[Path]:
 
 
 def _answers(record: ServerRecord) -> bool:
+    import psycopg
+
     if record.pid is None or not _watchdog.alive(record.pid):
         return False
     try:

@@ -16,11 +16,11 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
-import psycopg
-from psycopg.conninfo import make_conninfo
+if TYPE_CHECKING:  # psycopg is imported on first use: loading the plugin stays cheap
+    import psycopg
 
 from .errors import ConfigError, RemoteServerRefused, ServerError
 
@@ -63,6 +63,8 @@ class Endpoint:
 
     def conninfo(self, dbname: str | None = None) -> str:
         """A libpq conninfo string, through the unix socket when there is one."""
+        from psycopg.conninfo import make_conninfo
+
         return make_conninfo(
             host=self.socket_dir or self.host,
             port=self.port,
@@ -75,6 +77,8 @@ class Endpoint:
     def connect(self, dbname: str | None = None, **kwargs: Any) -> psycopg.Connection[Any]:
         """Open a connection (autocommit by default: admin work is DDL outside transactions)."""
         kwargs.setdefault("autocommit", True)
+        import psycopg
+
         return psycopg.connect(self.conninfo(dbname), **kwargs)
 
     def to_json(self) -> str:
@@ -164,6 +168,8 @@ class ExternalServer:
         if self.state is not ServerState.NEW:
             raise ServerError(f"cannot start a server that is {self.state.value}")
         self.state = ServerState.STARTING
+        import psycopg
+
         try:
             with self.endpoint.connect(connect_timeout=10) as conn:
                 version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
@@ -195,6 +201,8 @@ def wait_until_ready(
     Retries only on errors that mean "not ready yet" (no socket, starting up); anything
     else, or ``still_starting()`` turning false (the process died), ends the wait.
     """
+    import psycopg
+
     deadline = time.monotonic() + timeout
     delay = 0.005
     while True:

@@ -18,10 +18,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
-from psycopg import sql
+# The database machinery (and psycopg) is imported on first use, not when pytest loads
+# the plugin: a run whose tests never ask for a database does not pay for it.
+if TYPE_CHECKING:
+    from ._isolation import DatabaseRequest, Isolation, Outcome
+    from ._provision import Provisioner, Template, TestDatabase
 
 from . import _watchdog
 from ._binaries import find_binaries
@@ -29,16 +32,13 @@ from ._cluster import cache_dir
 from ._config import ISOLATIONS, Settings, env_templates, server_settings
 from ._embedded import TEST_SETTINGS, EmbeddedServer, log_tail, stop_recorded
 from ._fingerprint import EXTENSIONS_QUERY, extensions_fingerprint, fingerprint_extras
-from ._isolation import DatabasePerTest, DatabaseRequest, Isolation, Outcome
 from ._kept import collect_kept, kept_root
 from ._migrations import FixtureFiles, template_sources
 from ._privilege import RunAs, choose_run_as
 from ._probes import ProbeCache
-from ._provision import Provisioner, Template, TestDatabase
 from ._reuse import find_running
 from ._run import Run, ServerRecord
 from ._server import ExternalServer, parse_url
-from ._shared import ResetIsolation, TransactionIsolation, UniqueIsolation, drop_unique
 from ._unique import counter
 from .errors import ConfigError, DatabaseError, MigrationError, SeamtestError, ServerError
 
@@ -191,6 +191,8 @@ class Session:
         # looking finished (is_alive() False) on Python before 3.13.
         while not self._warmed.is_set():
             if cancel and self._provisioner is not None:
+                import psycopg
+
                 with contextlib.suppress(psycopg.Error):
                     self._provisioner.cancel_builds()
             self._warmed.wait(0.1 if cancel else None)
@@ -211,6 +213,8 @@ class Session:
     def provisioner(self) -> Provisioner:
         self._settled()
         if self._provisioner is None:
+            from ._provision import Provisioner
+
             self._provisioner = Provisioner(
                 self.record.endpoint,
                 prefix=self.settings["seamtest_db_prefix"],
@@ -254,6 +258,8 @@ class Session:
     def _ensure_template(self) -> Template:
         if self._template is None:
             sources = template_sources(self.settings)
+            from psycopg import sql
+
             extensions = extensions_fingerprint(self.provisioner.execute(sql.SQL(EXTENSIONS_QUERY)))
             self._template = self.provisioner.ensure_template(
                 sources,
@@ -279,6 +285,9 @@ class Session:
     def strategy(self, name: str) -> Isolation:
         self._settled()
         if name not in self._strategies:
+            from ._isolation import DatabasePerTest
+            from ._shared import ResetIsolation, TransactionIsolation, UniqueIsolation
+
             keep = bool(self.settings["seamtest_keep_failed"])
             strategy: Isolation
             if name == "database":
@@ -307,6 +316,8 @@ class Session:
     @contextlib.contextmanager
     def explaining(self) -> Iterator[None]:
         """Turn a lost server or a full connection table into an error that says so."""
+        import psycopg
+
         if self._server_gone is not None:
             raise self._server_gone
         try:
@@ -327,6 +338,8 @@ class Session:
             raise self._server_gone from exc
 
     def _too_many_connections(self) -> DatabaseError:
+        import psycopg
+
         detail = ""
         try:  # superuser_reserved_connections leaves seamtest's superuser a way in
             with self.record.endpoint.connect(connect_timeout=5) as conn:
@@ -403,6 +416,8 @@ class Session:
         """Give back this process's databases (the server stays until the run ends)."""
         self._settled(cancel=True)
         for strategy in self._strategies.values():
+            from ._isolation import DatabasePerTest  # imported already: a strategy exists
+
             strategy.close()
             if isinstance(strategy, DatabasePerTest):
                 for pool in strategy.pools.values():
@@ -424,6 +439,8 @@ class Session:
         record = self.run.started_server()
         if record is not None and self.run.recorded("unique-database"):
             # The unique strategy's database belongs to the whole run (every worker).
+            from ._shared import drop_unique
+
             drop_unique(self.provisioner, self.run)
             self.close()
         kept_dir = None

@@ -8,25 +8,28 @@ failed (a failed test's database is kept and its URL shown in the report).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import psycopg
 import pytest
 
 from ._config import ISOLATIONS, LEAK_MODES
-from ._isolation import DatabaseRequest, Isolation
-from ._provision import TestDatabase
 from ._session import Session
 from ._unique import Unique
 from .errors import ConfigError, MigrationError, SeamtestError
 
-C = TypeVar("C", psycopg.Connection[Any], psycopg.AsyncConnection[Any])
+if TYPE_CHECKING:  # imported by the first test that asks for a database
+    import psycopg
+
+    from ._isolation import DatabaseRequest, Isolation
+    from ._provision import TestDatabase
+
+C = TypeVar("C", "psycopg.Connection[Any]", "psycopg.AsyncConnection[Any]")
 
 #: Redis isolation per test: FLUSHDB of the worker's logical database, or a key prefix.
 REDIS_ISOLATIONS = ("flush", "prefix")
 SESSION = pytest.StashKey["Session"]()
 REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
-ACTIVE = pytest.StashKey[tuple[TestDatabase, DatabaseRequest]]()
+ACTIVE: pytest.StashKey[tuple[TestDatabase, DatabaseRequest]] = pytest.StashKey()
 
 
 def marker_arguments(
@@ -93,6 +96,8 @@ def _failed(item: pytest.Item) -> bool:
 
 @pytest.fixture
 def _seamtest_database(request: pytest.FixtureRequest) -> Iterator[TestDatabase]:
+    from ._isolation import DatabaseRequest
+
     session = session_of(request.config)
     item = request.node
     assert isinstance(item, pytest.Item)
