@@ -207,8 +207,7 @@ class ClonePool:
         try:
             # Clean the session, check that the test's other sessions are gone, reset what
             # the test dirtied and take the digest that proves it: one round trip.
-            query = _reset.RESET.format(alone="true")
-            result = _reset.Reset.parse(forget(conn, then=query))
+            result = _reset.Reset.parse(forget(conn, then=_reset.reset_query(alone=True)))
             if result.others:  # backends leave moments after their clients close
 
                 def others() -> int:

@@ -15,7 +15,6 @@ sequence values, a schema fingerprint, roles, large objects) and names what diff
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,14 +143,16 @@ UPDATE seamtest_reset.tables t SET level = l.level, plain = NOT l.cycle
                     WHERE fk.parent = t.rel AND c.snap IS NOT NULL)
 FROM levels l WHERE l.top = t.rel::oid;
 INSERT INTO seamtest_reset.sequences
-    SELECT c.oid, pg_sequence_last_value(c.oid), s.seqstart
-    {user_sequences_joined};
+    SELECT c.oid, pg_sequence_last_value(c.oid),
+           (SELECT seqstart FROM pg_sequence WHERE seqrelid = c.oid)
+    {user_sequences};
 INSERT INTO seamtest_reset.large_objects SELECT oid FROM pg_largeobject_metadata;
--- Clean what the last test dirtied and take the digest that proves it (``digest(conn,
--- tables=cleaned, schema=False)``) in one call, so one round trip: the pool's background
--- thread pays for each round trip with a wait for the interpreter while pytest runs a test.
--- With alone, it first checks that no other session is connected (the test's backends leave
--- moments after their clients close) and if one is, says how many and touches nothing.
+-- Clean what the last test dirtied and take the digest that proves it (``digest(conn)``,
+-- counting only the cleaned tables, without the schema) in one call, so one round trip:
+-- the pool's background thread pays for each round trip with a wait for the interpreter
+-- while pytest runs a test. With alone, it first checks that no other session is
+-- connected (the test's backends leave moments after their clients close) and if one is,
+-- says how many and touches nothing.
 CREATE FUNCTION seamtest_reset.reset(alone boolean) RETURNS json LANGUAGE plpgsql AS $$
 DECLARE r record; n bigint; counts jsonb := '{}';
 BEGIN
@@ -201,10 +202,7 @@ CREATE EVENT TRIGGER seamtest_reset_drop ON sql_drop
 """
 INSTRUMENT = (
     INSTRUMENT.replace("{user_relations}", _USER_RELATIONS)
-    .replace(
-        "{user_sequences_joined}",
-        _USER_SEQUENCES.replace("WHERE", "JOIN pg_sequence s ON s.seqrelid = c.oid\n    WHERE"),
-    )
+    .replace("{user_sequences}", _USER_SEQUENCES.strip())
     .replace("{digest}", DIGEST_WITHOUT_SCHEMA.strip())
 )
 
@@ -230,7 +228,8 @@ class Reset:
     others: int = 0
     #: The tables cleaned; None if the schema changed (re-clone, do not repair).
     cleaned: list[str] | None = None
-    #: ``digest(conn, tables=cleaned, schema=False)`` after the reset.
+    #: The digest after the reset: ``digest(conn)`` counting only the cleaned tables, and
+    #: without the schema's md5 (the event triggers watch for DDL).
     digest: dict[str, Any] | None = None
 
     @classmethod
@@ -243,15 +242,16 @@ class Reset:
         return cls(cleaned=value["cleaned"], digest=state)
 
 
-#: The reset as a query; ``alone`` is a literal so that the query needs no parameters and
-#: can follow other statements in one round trip (``_connections.forget``).
-RESET = "SELECT seamtest_reset.reset({alone})"
+def reset_query(*, alone: bool = False) -> str:
+    """The reset as a query. ``alone`` is a literal in it, so that the query needs no
+    parameters and can follow other statements in one round trip (``_connections.forget``)."""
+    return f"SELECT seamtest_reset.reset({'true' if alone else 'false'})"
 
 
 def reset(conn: psycopg.Connection[Any], *, alone: bool = False) -> Reset:
     """Clean what the last test dirtied and prove it, in one round trip (``conn`` in
     autocommit: the call is its own transaction)."""
-    row = conn.execute(RESET.format(alone=str(alone).lower()).encode()).fetchone()
+    row = conn.execute(reset_query(alone=alone).encode()).fetchone()
     assert row is not None
     return Reset.parse(row[0])
 
@@ -261,13 +261,8 @@ TABLES = "SELECT n.nspname, c.relname {user_relations} ORDER BY 1, 2".replace(
 )
 
 
-def _row_counts(
-    conn: psycopg.Connection[Any], only: Collection[str] | None = None
-) -> dict[str, int]:
-    if only is None:
-        tables = [(str(schema), str(table)) for schema, table in conn.execute(TABLES.encode())]
-    else:  # names the reset returned: no catalog scan
-        tables = [tuple(name.split(".", 1)) for name in sorted(only)]  # type: ignore[misc]
+def _row_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    tables = [(str(schema), str(table)) for schema, table in conn.execute(TABLES.encode())]
     if not tables:
         return {}
     # One round trip for every table's count, names quoted by psycopg.
@@ -280,26 +275,19 @@ def _row_counts(
     return {str(name): int(count) for name, count in conn.execute(query).fetchall()}
 
 
-def digest(
-    conn: psycopg.Connection[Any],
-    *,
-    tables: Collection[str] | None = None,
-    data: bool = True,
-    schema: bool = True,
-) -> dict[str, Any]:
+def digest(conn: psycopg.Connection[Any], *, data: bool = True) -> dict[str, Any]:
     """A snapshot of what a test could leave behind in a database.
 
-    Row counts cost a ``count(*)`` per table: ``tables`` limits them to those (the ones a
-    reset cleaned: the triggers prove the others untouched), ``data=False`` skips them.
-    ``schema=False`` skips the schema's md5 where event triggers already watch for DDL.
+    Row counts cost a ``count(*)`` per table; ``data=False`` skips them. (After a reset,
+    ``seamtest_reset.reset`` takes the same digest server-side, counting only the tables
+    it cleaned: the triggers prove the others untouched.)
     """
-    query = DIGEST if schema else DIGEST_WITHOUT_SCHEMA
     with conn.transaction():
-        row = conn.execute(query.encode()).fetchone()
+        row = conn.execute(DIGEST.encode()).fetchone()
         assert row is not None
         value = row[0] if isinstance(row[0], dict) else json.loads(row[0])
-        value["tables"] = _row_counts(conn, tables) if data else {}
-        value["partial"] = tables is not None or not data
+        value["tables"] = _row_counts(conn) if data else {}
+        value["partial"] = not data
     return value
 
 
