@@ -99,6 +99,7 @@ class Session:
         self._session_db: TestDatabase | None = None
         self._server_gone: ServerError | None = None
         self._template_error: SeamtestError | None = None
+        self._server_error: SeamtestError | None = None
         #: The warm-up thread while it runs (see warm_up), and whether it was called off.
         self._warming: threading.Thread | None = None
         self._warmed = threading.Event()
@@ -201,9 +202,15 @@ class Session:
     @property
     def record(self) -> ServerRecord:
         self._settled()
+        if self._server_error is not None:  # tried once, failed: no test waits for it again
+            raise self._server_error
         if self._record is None:
             started = time.perf_counter()
-            self._record = self.run.server(self._start_server)
+            try:
+                self._record = self.run.server(self._start_server)
+            except SeamtestError as exc:
+                self._server_error = exc
+                raise
             if not self.stats.server:
                 self.stats.server = {"started_here": False}
             self.stats.server["wait"] = time.perf_counter() - started

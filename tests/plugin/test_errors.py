@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+
 import pytest
 
 from seamtest._server import Endpoint
@@ -167,3 +170,32 @@ def test_a_remote_url_is_refused_before_anything_runs(project: pytest.Pytester) 
         in result.stdout.str() + result.stderr.str()
     )
     assert "seamtest_allow_remote" in result.stdout.str() + result.stderr.str()
+
+
+def test_a_server_that_cannot_be_reached_is_tried_once_and_named_by_every_test(
+    inner: pytest.Pytester,
+) -> None:
+    """The warm-up's failed start is remembered: no later test waits for it again."""
+    accepted = []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def hang_up() -> None:  # a "server" that closes every connection at once
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                accepted.append(conn)
+                conn.close()
+
+        threading.Thread(target=hang_up, daemon=True).start()
+        inner.makepyfile(THREE_TESTS)
+        url = f"postgresql://seamtest:x@127.0.0.1:{port}/postgres?sslmode=disable"
+        result = run_inner(inner, f"--seamtest-url={url}")
+    result.assert_outcomes(passed=1, errors=2)
+    named = f"cannot connect to postgresql://seamtest:***@127.0.0.1:{port}"
+    assert result.stdout.str().count(named) >= 2
+    assert len(accepted) == 1
