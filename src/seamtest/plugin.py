@@ -193,7 +193,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
             binaries = find_binaries(
                 settings["seamtest_bin_dir"], settings.origin("seamtest_bin_dir")
             )
-            lines.append(f"  server: embedded, started on first use; {binaries.describe()}")
+            when = (
+                "started once a collected test needs it"
+                if settings["seamtest_warm_up"]
+                else "started on first use"
+            )
+            lines.append(f"  server: embedded, {when}; {binaries.describe()}")
         except SeamtestError as exc:
             lines.append(f"  server: embedded, but {exc}")
         if os.geteuid() == 0:

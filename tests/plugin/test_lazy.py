@@ -45,6 +45,7 @@ def test_no_database_no_server(
     inner.makepyfile(test_plain=NO_DATABASE)
     result = run_inner(inner, *args)
     result.assert_outcomes(passed=2)
+    assert "server: embedded, started once a collected test needs it" in result.stdout.str()
     assert not SECTION.search(result.stdout.str()), "a seamtest summary means a server started"
     assert list(empty_cache.iterdir()) == []  # no cluster was built or copied
 
