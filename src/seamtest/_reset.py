@@ -25,16 +25,18 @@ from .errors import DatabaseError
 
 SCHEMA = "seamtest_reset"
 
-#: The user's tables (relkind 'r') or sequences ('S'): not the catalogs, not temporary
-#: objects, not what seamtest adds.
+#: The user's tables (relkind 'r'), also partitioned ones ('p', which hold no rows of
+#: their own), or sequences ('S'): not the catalogs, not temporary objects, not what
+#: seamtest adds.
 _USER_RELKIND = """
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.relkind = '{relkind}'
+    WHERE c.relkind IN ({relkinds})
       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'seamtest_reset')
       AND n.nspname NOT LIKE 'pg\\_%'
 """
-_USER_RELATIONS = _USER_RELKIND.replace("{relkind}", "r")
-_USER_SEQUENCES = _USER_RELKIND.replace("{relkind}", "S")
+_USER_RELATIONS = _USER_RELKIND.replace("{relkinds}", "'r'")
+_USER_TABLES = _USER_RELKIND.replace("{relkinds}", "'r', 'p'")
+_USER_SEQUENCES = _USER_RELKIND.replace("{relkinds}", "'S'")
 
 SCHEMA_CLAUSE = """    'schema', (SELECT md5(coalesce(string_agg(
                    format('%s.%s:%s', c.oid::regclass, a.attname, a.atttypid::regtype),
@@ -72,7 +74,9 @@ CREATE SCHEMA seamtest_reset;
 -- No unique key: with one, two sessions writing the same table would queue on the key.
 CREATE UNLOGGED TABLE seamtest_reset.dirty (rel regclass NOT NULL);
 CREATE UNLOGGED TABLE seamtest_reset.ddl (tag text);
--- Every user table: its name as digests give it; where the copy of its template rows is
+-- Every user table: its family (itself and its inheritance children and partitions that
+-- hold rows: a statement on a parent fires the parent's triggers only, and reaches them
+-- all); its name as digests give it; where the copy of its template rows is
 -- and its columns (NULL when it had none); its level (0: no other table references it,
 -- else one more than the highest level among the tables referencing it) for deleting
 -- from referencing tables first; and whether it is plain: a reset may delete and restore
@@ -80,7 +84,8 @@ CREATE UNLOGGED TABLE seamtest_reset.ddl (tag text);
 -- foreign-key cycle (itself included), or is referenced by a table with template rows
 -- (deleting its rows would trip or cascade into those).
 CREATE UNLOGGED TABLE seamtest_reset.tables (
-    rel regclass PRIMARY KEY, name text NOT NULL, snap name, cols text,
+    rel regclass PRIMARY KEY, family regclass[] NOT NULL DEFAULT '{}', name text NOT NULL,
+    snap name, cols text,
     level int NOT NULL DEFAULT 0, plain boolean NOT NULL DEFAULT true);
 CREATE UNLOGGED TABLE seamtest_reset.sequences (
     seq regclass PRIMARY KEY, last_value bigint, start_value bigint NOT NULL);
@@ -104,19 +109,21 @@ BEGIN
     INSERT INTO seamtest_reset.ddl SELECT tg_tag
     WHERE EXISTS (SELECT FROM pg_event_trigger_dropped_objects() d WHERE NOT d.is_temporary);
 END $$;
+-- Every statement on a user table says ONLY: a table's inheritance children are tables of
+-- their own here, tracked, copied and cleaned on their own.
 DO $$
 DECLARE r record; has_rows boolean;
 BEGIN
     FOR r IN SELECT c.oid, c.oid::regclass AS rel, format('%s.%s', n.nspname, c.relname) AS name
-             {user_relations}
+             {user_tables}
     LOOP
         EXECUTE format('CREATE TRIGGER seamtest_dirty AFTER INSERT OR UPDATE OR DELETE OR '
                        'TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION seamtest_reset.mark()',
                        r.rel);
         INSERT INTO seamtest_reset.tables (rel, name) VALUES (r.oid, r.name);
-        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', r.rel) INTO has_rows;
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM ONLY %s)', r.rel) INTO has_rows;
         IF has_rows THEN
-            EXECUTE format('CREATE UNLOGGED TABLE seamtest_reset.%I AS SELECT * FROM %s',
+            EXECUTE format('CREATE UNLOGGED TABLE seamtest_reset.%I AS SELECT * FROM ONLY %s',
                            'snap_' || r.oid, r.rel);
             UPDATE seamtest_reset.tables SET snap = 'snap_' || r.oid, cols = (
                 SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute
@@ -125,6 +132,14 @@ BEGIN
         END IF;
     END LOOP;
 END $$;
+UPDATE seamtest_reset.tables t SET family = (
+    WITH RECURSIVE below (rel) AS (
+        SELECT t.rel::oid
+        UNION SELECT i.inhrelid FROM pg_inherits i JOIN below b ON i.inhparent = b.rel
+    )
+    SELECT coalesce(array_agg(b.rel::regclass), '{}')
+    FROM below b JOIN pg_class c ON c.oid = b.rel WHERE c.relkind = 'r'
+);
 WITH RECURSIVE fk AS (
     SELECT DISTINCT conrelid AS child, confrelid AS parent FROM pg_constraint WHERE contype = 'f'
 ), walk (top, rel, depth, path, cycle) AS (  -- down from each table to those referencing it
@@ -154,7 +169,7 @@ INSERT INTO seamtest_reset.large_objects SELECT oid FROM pg_largeobject_metadata
 -- connected (the test's backends leave moments after their clients close) and if one is,
 -- says how many and touches nothing.
 CREATE FUNCTION seamtest_reset.reset(alone boolean) RETURNS json LANGUAGE plpgsql AS $$
-DECLARE r record; n bigint; counts jsonb := '{}';
+DECLARE r record; n bigint; counts jsonb := '{}'; todo regclass[];
 BEGIN
     IF alone THEN  -- pg_stat_activity would say the same at several times the cost
         SELECT pg_stat_get_db_numbackends(oid) - 1 INTO n
@@ -166,23 +181,23 @@ BEGIN
     IF EXISTS (SELECT FROM seamtest_reset.ddl) THEN
         RETURN json_build_object('cleaned', NULL);  -- the schema changed: re-clone
     END IF;
-    IF EXISTS (SELECT FROM seamtest_reset.dirty JOIN seamtest_reset.tables USING (rel)
-               WHERE NOT plain) THEN
+    SELECT coalesce(array_agg(DISTINCT member), '{}') INTO todo
+    FROM seamtest_reset.dirty JOIN seamtest_reset.tables USING (rel), unnest(family) member;
+    IF EXISTS (SELECT FROM seamtest_reset.tables WHERE rel = ANY (todo) AND NOT plain) THEN
         -- Foreign keys, triggers and rules off, so that order does not matter. Costly: a
         -- change of this setting makes the session re-plan every statement it cached.
         SET LOCAL session_replication_role = replica;
     END IF;
-    FOR r IN SELECT rel FROM seamtest_reset.tables
-             WHERE rel IN (SELECT rel FROM seamtest_reset.dirty) ORDER BY level LOOP
-        EXECUTE format('DELETE FROM %s', r.rel);
+    FOR r IN SELECT rel FROM seamtest_reset.tables WHERE rel = ANY (todo) ORDER BY level LOOP
+        EXECUTE format('DELETE FROM ONLY %s', r.rel);
     END LOOP;
     FOR r IN SELECT rel, name, snap, cols FROM seamtest_reset.tables
-             WHERE rel IN (SELECT rel FROM seamtest_reset.dirty) ORDER BY level DESC LOOP
+             WHERE rel = ANY (todo) ORDER BY level DESC LOOP
         IF r.snap IS NOT NULL THEN
             EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM '
                            'seamtest_reset.%I', r.rel, r.cols, r.cols, r.snap);
         END IF;
-        EXECUTE format('SELECT count(*) FROM %s', r.rel) INTO n;
+        EXECUTE format('SELECT count(*) FROM ONLY %s', r.rel) INTO n;
         counts := counts || jsonb_build_object(r.name, n);
     END LOOP;
     DELETE FROM seamtest_reset.dirty;  -- last: the reset's own statements marked the tables
@@ -201,7 +216,7 @@ CREATE EVENT TRIGGER seamtest_reset_drop ON sql_drop
     EXECUTE FUNCTION seamtest_reset.drop_seen();
 """
 INSTRUMENT = (
-    INSTRUMENT.replace("{user_relations}", _USER_RELATIONS)
+    INSTRUMENT.replace("{user_tables}", _USER_TABLES)
     .replace("{user_sequences}", _USER_SEQUENCES.strip())
     .replace("{digest}", DIGEST_WITHOUT_SCHEMA.strip())
 )
@@ -267,7 +282,7 @@ def _row_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
         return {}
     # One round trip for every table's count, names quoted by psycopg.
     query = sql.SQL(" UNION ALL ").join(
-        sql.SQL("SELECT {}, count(*) FROM {}").format(
+        sql.SQL("SELECT {}, count(*) FROM ONLY {}").format(
             sql.Literal(f"{schema}.{table}"), sql.Identifier(schema, table)
         )
         for schema, table in tables

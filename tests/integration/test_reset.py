@@ -43,6 +43,15 @@ CREATE FUNCTION log_delete() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN INSERT INTO audit VALUES ('deleted ' || OLD.id); RETURN OLD; END $$;
 CREATE TRIGGER notes_audit AFTER DELETE ON notes FOR EACH ROW EXECUTE FUNCTION log_delete();
 CREATE SEQUENCE tickets;
+-- Inheritance: a DELETE on the parent would reach the child's rows too.
+CREATE TABLE animals (name text);
+CREATE TABLE dogs () INHERITS (animals);
+INSERT INTO dogs VALUES ('rex');
+-- Partitions: a statement on the parent fires the parent's triggers, not the partitions'.
+CREATE TABLE events (at int NOT NULL, what text) PARTITION BY RANGE (at);
+CREATE TABLE events_early PARTITION OF events FOR VALUES FROM (0) TO (100);
+CREATE TABLE events_late PARTITION OF events FOR VALUES FROM (100) TO (200);
+INSERT INTO events VALUES (1, 'seeded');
 """
 
 #: What each test below does to the database, in ways a test might.
@@ -63,6 +72,14 @@ DIRTY = {
         "INSERT INTO customers VALUES (3, 'cy')",
         "INSERT INTO orders (customer, total) VALUES (3, 30)",
         "UPDATE orders SET total = 99",
+    ],
+    "a parent table of another by inheritance": [
+        "INSERT INTO animals VALUES ('cat')",
+        "UPDATE animals SET name = 'renamed'",  # the child's row too
+    ],
+    "writes through a partitioned table": [
+        "INSERT INTO events VALUES (150, 'new')",
+        "UPDATE events SET what = 'changed'",
     ],
     "the tree and the trigger": [
         "INSERT INTO nodes VALUES (3, 2), (4, 3)",
@@ -114,8 +131,13 @@ def test_tables_are_classified_by_what_deleting_their_rows_would_do(
         "SELECT name, level, plain, snap IS NOT NULL FROM seamtest_reset.tables ORDER BY name"
     ).fetchall()
     assert rows == [
+        ("public.animals", 0, True, False),  # the rows seen through it are the child's
         ("public.audit", 0, True, False),
         ("public.customers", 1, False, True),  # orders has template rows referencing it
+        ("public.dogs", 0, True, True),
+        ("public.events", 0, True, False),  # partitioned: its rows are its partitions'
+        ("public.events_early", 0, True, True),
+        ("public.events_late", 0, True, False),
         ("public.items", 0, True, False),
         ("public.kinds", 1, True, True),  # items references it, but items starts empty
         ("public.nodes", 1, False, True),  # a cycle onto itself
@@ -123,6 +145,15 @@ def test_tables_are_classified_by_what_deleting_their_rows_would_do(
         ("public.orders", 0, True, True),
         ("public.shops", 1, False, True),  # staff has template rows referencing it
         ("public.staff", 0, True, True),
+    ]
+    families = conn.execute(
+        "SELECT name, ARRAY(SELECT unnest(family)::text ORDER BY 1) FROM seamtest_reset.tables "
+        "WHERE name IN ('public.animals', 'public.events', 'public.dogs') ORDER BY name"
+    ).fetchall()
+    assert families == [
+        ("public.animals", ["animals", "dogs"]),  # a write to the parent reaches the child
+        ("public.dogs", ["dogs"]),
+        ("public.events", ["events_early", "events_late"]),  # a partitioned table: its rows
     ]
 
 
