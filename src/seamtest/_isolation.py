@@ -226,11 +226,17 @@ class DatabasePerTest(Isolation):
         return self.pools[key]
 
     def prepare(self) -> None:
-        """The plain template's layer, and its pool filling."""
-        if self.pool_size > 0:
-            self._pool(())
-        else:
-            self._template_for(())
+        """The plain template's layer and those of the fixture sets several collected
+        tests load (most used first, within ``MAX_LAYERS``), each with its pool filling:
+        otherwise the first test of each set waits for its layer's build."""
+        by_use = sorted(self.fixture_uses, key=lambda key: -self.fixture_uses[key])
+        for key in [(), *by_use]:
+            if key and not self._layered(key):
+                continue
+            if self.pool_size > 0:
+                self._pool(key)
+            else:
+                self._template_for(key)
 
     def acquire(self, request: DatabaseRequest) -> TestDatabase:
         key = self._layered(request.fixtures)

@@ -83,6 +83,24 @@ WATCHES_THE_TEMPLATE = """
 """
 
 
+#: The same, for the layer of a fixture set that two tests load.
+WATCHES_THE_LAYER = WATCHES_THE_TEMPLATE.replace(
+    "AND datistemplate",
+    "AND datistemplate AND shobj_description(oid, 'pg_database') LIKE '%%fixtures more%%'",
+).replace(
+    """    def test_then_a_database_test(db):
+        assert db.execute("SELECT count(*) FROM items").fetchone() == (1,)
+""",
+    """    import pytest
+
+    @pytest.mark.seamtest(fixtures=["more"])
+    @pytest.mark.parametrize("n", range(2))
+    def test_then_two_tests_with_the_same_fixtures(db, n):
+        assert db.execute("SELECT count(*) FROM items").fetchone() == (2,)
+""",
+)
+
+
 @pytest.mark.parametrize(
     ("switch", "built"), [((), True), (("--seamtest-no-warm-up",), False)], ids=["on", "off"]
 )
@@ -107,3 +125,19 @@ def test_the_template_is_built_while_earlier_tests_run(
     result = run_inner(inner, f"--seamtest-url={pg_server.url()}", *switch, *args)
     result.assert_outcomes(passed=2)
     assert (inner.path / "built.txt").read_text() == str(built)
+
+
+def test_the_layers_of_shared_fixture_sets_are_built_ahead_too(
+    inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, pg_server: Endpoint, db_prefix: str
+) -> None:
+    write_ini(inner, seamtest_migrations="migrations", seamtest_db_prefix=db_prefix)
+    write_files(inner, "migrations", ITEMS_MIGRATION)
+    write_files(inner, "tests/fixtures", {"more.sql": "INSERT INTO items (label) VALUES ('x');\n"})
+    write_files(inner, "tests", {"test_order.py": WATCHES_THE_LAYER})
+    monkeypatch.setenv("ADMIN_URL", pg_server.url())
+    monkeypatch.setenv("TEMPLATE_LIKE", like_prefix(db_prefix) + "tpl%")
+    monkeypatch.setenv("WAIT_FOR_TEMPLATE", "30")
+    monkeypatch.setenv("RESULT_FILE", str(inner.path / "built.txt"))
+    result = run_inner(inner, f"--seamtest-url={pg_server.url()}", "-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+    assert (inner.path / "built.txt").read_text() == "True"
