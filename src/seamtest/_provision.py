@@ -445,7 +445,9 @@ class Provisioner:
         key = self._probe_key(template)
         cached = self.probe_cache.get(key) if self.probe_cache and key and not fresh else None
         if cached is not None:
-            self._remember_clone(template, cached["clone"], {**cached, "cached": True})
+            self._remember_clone(
+                template, cached["clone"], probe_ms=cached.get("probe_ms"), cached=True
+            )
             return {}
         timings: dict[str, float] = {}
         for method in self.clone_methods():
@@ -469,7 +471,7 @@ class Provisioner:
         if timings:
             fastest = min(timings, key=lambda method: timings[method])
             probe = {method: round(seconds * 1000, 1) for method, seconds in timings.items()}
-            self._remember_clone(template, fastest, {"probe_ms": probe})
+            self._remember_clone(template, fastest, probe_ms=probe)
             if self.probe_cache and key:
                 self.probe_cache.put(key, {"clone": fastest, "probe_ms": probe})
         return timings
@@ -482,11 +484,11 @@ class Provisioner:
             return None
         return f"{rows[0][0]}:{self._server_version}:{template}"
 
-    def _remember_clone(self, template: str, method: str, details: dict[str, Any]) -> None:
+    def _remember_clone(self, template: str, method: str, **details: Any) -> None:
+        """Use ``method`` for ``template`` and record it (and ``details``) in its comment."""
         self._clone_methods[template] = method
         info = self.comment_of(template) or {}
-        extra = {k: v for k, v in details.items() if k != "clone"}
-        self.set_comment(template, {**info, "clone": method, **extra})
+        self.set_comment(template, {**info, "clone": method, **details})
 
     # -- clones ------------------------------------------------------------------------
     def create(self, name: str, template: str | None, **info: Any) -> TestDatabase:
